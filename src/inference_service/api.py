@@ -1,0 +1,206 @@
+"""HTTP endpoints: parse the transport, delegate to protocol and model, serialize. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from inference_service import FEATURES, MODEL_NAME, __version__, protocol
+from inference_service.config import Settings
+from inference_service.errors import (
+    InferenceError,
+    ModelNotReady,
+    NotFound,
+    UnsupportedMediaType,
+)
+from inference_service.model import Model
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+_encode = msgspec.json.Encoder().encode
+TRUE = ("1", "true", "yes")
+
+
+class Live:
+    """The model this process serves; `model` is swapped whole by a reload, never mutated."""
+
+    def __init__(self, model: Model | None = None, error: str | None = None) -> None:
+        self.model = model
+        self.error = error
+
+
+def live() -> Live:
+    state: Live = current_app.extensions["inference"]
+    return state
+
+
+def settings() -> Settings:
+    value: Settings = current_app.config["SETTINGS"]
+    return value
+
+
+def json_response(body: bytes | Any, status: int = 200) -> Response:
+    data = body if isinstance(body, bytes) else _encode(body)
+    return Response(data, status=status, mimetype="application/json")
+
+
+def _model() -> Model:
+    state = live()
+    if state.model is None:
+        raise ModelNotReady(f"No model is loaded: {state.error or 'still starting'}.")
+    return state.model
+
+
+def _json_body() -> bytes:
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}."
+        )
+    return request.get_data(cache=False)
+
+
+def _model_named(name: str, version: str | None = None) -> Model:
+    if name != MODEL_NAME:
+        raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
+    model = _model()
+    if version is not None and version != model.version:
+        raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
+    return model
+
+
+@bp.post("/inference")
+def inference() -> Response:
+    x = protocol.parse_records(_json_body(), settings().max_rows)
+    model = _model()
+    labels, probabilities = model.predict(x)
+    with_probabilities = request.args.get("probabilities", "").lower() in TRUE
+    request.environ["inference.rows"] = len(labels)
+    return json_response(
+        protocol.records_response(
+            model.name,
+            model.version,
+            labels,
+            probabilities if with_probabilities else None,
+            model.labels,
+        )
+    )
+
+
+@bp.post("/v2/models/<name>/infer")
+@bp.post("/v2/models/<name>/versions/<version>/infer")
+def v2_infer(name: str, version: str | None = None) -> Response:
+    model = _model_named(name, version)
+    body, x = protocol.parse_v2(_json_body(), settings().max_rows)
+    labels, probabilities = model.predict(x)
+    request.environ["inference.rows"] = len(labels)
+    return json_response(
+        protocol.v2_response(model.name, model.version, body, labels, probabilities)
+    )
+
+
+@bp.get("/v2")
+def v2_server() -> Response:
+    return json_response({"name": "inference-service", "version": __version__, "extensions": []})
+
+
+@bp.get("/v2/health/live")
+def v2_live() -> Response:
+    return json_response({"live": True})
+
+
+@bp.get("/v2/health/ready")
+def v2_ready() -> Response:
+    ready = live().model is not None
+    return json_response({"ready": ready}, 200 if ready else 503)
+
+
+@bp.get("/v2/models/<name>")
+@bp.get("/v2/models/<name>/versions/<version>")
+def v2_model(name: str, version: str | None = None) -> Response:
+    model = _model_named(name, version)
+    card = model.card
+    return json_response(
+        {
+            "name": model.name,
+            "versions": [model.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, len(FEATURES)]}],
+            "outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(model.labels)]},
+            ],
+            "parameters": {
+                "version": model.version,
+                "trained_at": card["created_at"],
+                "data_sha256": card["data_sha256"],
+                "features": list(model.features),
+                "labels": list(model.labels),
+                "metrics": {k: v for k, v in card["metrics"].items() if k != "confusion_matrix"},
+            },
+        }
+    )
+
+
+@bp.get("/v2/models/<name>/ready")
+@bp.get("/v2/models/<name>/versions/<version>/ready")
+def v2_model_ready(name: str, version: str | None = None) -> Response:
+    if name != MODEL_NAME:
+        raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
+    model = live().model
+    ready = model is not None and version in (None, model.version)
+    return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+
+@bp.get("/model")
+def model_card() -> Response:
+    """The full model card of the live model."""
+    return json_response(_model().card)
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    return json_response({"status": "alive"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    state = live()
+    if state.model is None:
+        return json_response({"error": f"Not ready: {state.error or 'still starting'}."}, 503)
+    return json_response(
+        {"status": "ready", "model": {"name": state.model.name, "version": state.model.version}}
+    )
+
+
+def _domain_error(exc: InferenceError) -> Response:
+    log.info("request rejected: %s", exc.message)
+    return json_response({"error": exc.message}, exc.status)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    messages = {
+        404: f"No endpoint at {request.path}; see /docs for the API.",
+        405: f"{request.method} is not allowed on {request.path}.",
+        413: f"The body is larger than the limit of {settings().max_body_bytes} bytes.",
+    }
+    message = messages.get(exc.code or 0) or exc.description or exc.name
+    response = json_response({"error": message}, exc.code or 500)
+    if exc.code == 405 and (allowed := exc.get_headers()):
+        response.headers.update({k: v for k, v in allowed if k == "Allow"})
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return json_response({"error": "Internal server error."}, 500)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_error_handler(InferenceError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

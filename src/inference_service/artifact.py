@@ -1,0 +1,130 @@
+"""The on-disk model format: read, verify checksums, write atomically.
+
+models/iris/
+    current               one line: the live version (replaced atomically, last)
+    <version>/model.onnx  the model
+    <version>/model.json  the model card; holds the sha256 of model.onnx
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference_service.errors import ArtifactError
+
+MODEL_FILE = "model.onnx"
+CARD_FILE = "model.json"
+POINTER_FILE = "current"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    onnx: bytes
+    card: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def current_version(model_dir: Path) -> str:
+    """The version `current` points to; ArtifactError when there is none."""
+    try:
+        version = (model_dir / POINTER_FILE).read_text().strip()
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"no model in {model_dir}: {POINTER_FILE} is missing (run `inference-service train`)"
+        ) from None
+    if not version or "/" in version or version.startswith("."):
+        raise ArtifactError(f"{model_dir / POINTER_FILE} holds an invalid version {version!r}")
+    return version
+
+
+def read(model_dir: Path, version: str | None = None) -> Artifact:
+    """Read a version (default: current) and verify model.onnx against the card's sha256."""
+    version = version or current_version(model_dir)
+    path = model_dir / version
+    try:
+        card = json.loads((path / CARD_FILE).read_bytes())
+        onnx = (path / MODEL_FILE).read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"model {version} is incomplete: {exc.filename} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path / CARD_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(card, dict) or card.get("version") != version:
+        raise ArtifactError(f"{path / CARD_FILE} does not describe version {version}")
+    actual = sha256(onnx)
+    if actual != card.get("onnx_sha256"):
+        raise ArtifactError(
+            f"{path / MODEL_FILE} fails its checksum: sha256 {actual}, "
+            f"model card says {card.get('onnx_sha256')}"
+        )
+    return Artifact(path, onnx, card)
+
+
+def write(
+    model_dir: Path,
+    onnx: bytes,
+    card: dict[str, Any],
+    extras: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a version, then move `current` to it. Each step is atomic.
+
+    Files go to a temporary directory that is fsynced and renamed into place, so a crash leaves
+    either no new version or a complete one; `current` is replaced last, so readers never see a
+    pointer to a half-written model. `extras(directory)` may add files (plots, a card in Markdown).
+    """
+    version = str(card["version"])
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / version
+    if not final.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=model_dir))
+        try:
+            _write_file(staging / MODEL_FILE, onnx)
+            _write_file(staging / CARD_FILE, json.dumps(card, indent=2).encode() + b"\n")
+            if extras is not None:
+                extras(staging)
+            _fsync_dir(staging)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    read(model_dir, version)  # never point at something that does not verify
+    point_to(model_dir, version)
+    return final
+
+
+def point_to(model_dir: Path, version: str) -> None:
+    """Atomically make `version` the current model."""
+    tmp = model_dir / f".{POINTER_FILE}.{os.getpid()}"
+    _write_file(tmp, version.encode() + b"\n")
+    os.replace(tmp, model_dir / POINTER_FILE)
+    _fsync_dir(model_dir)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
