@@ -44,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     smoke.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     smoke.add_argument("--api-key", help="bearer key (default INFERENCE_API_KEY)")
 
+    deploy = commands.add_parser(
+        "deploy", help="zero-downtime deploys on one Docker host (install, up, rollback, status)"
+    )
+    deploy.add_argument("args", nargs=argparse.REMAINDER, help="see `deploy --help`")
+
     args = parser.parse_args(argv)
+    if args.command == "deploy":
+        from inference_service.deploy import main as deploy_main
+
+        return deploy_main(args.args)
     try:
         settings = Settings.from_env()
     except ValueError as exc:

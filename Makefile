@@ -1,0 +1,92 @@
+# Every target bootstraps what it needs: a fresh clone with Python 3.11+ is enough.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+VENV := .venv
+CLI := $(VENV)/bin/inference-service
+MODEL_DIR := $(or $(INFERENCE_MODEL_DIR),models/iris)
+GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+IMAGE_NAME ?= inference-service
+IMAGE_TAG ?= $(or $(GIT_SHA),latest)
+IMAGE ?= $(IMAGE_NAME):$(IMAGE_TAG)
+URL ?= http://127.0.0.1:$(or $(INFERENCE_PROXY_PORT),6666)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create .venv from uv.lock
+
+$(MODEL_DIR)/current: data/input/train/iris.csv | $(VENV)/.synced
+	$(CLI) train --model-dir $(MODEL_DIR)
+
+.PHONY: train
+train: $(VENV)/.synced ## train, gate and publish a new model version
+	$(CLI) train --model-dir $(MODEL_DIR)
+
+.PHONY: run
+run: $(MODEL_DIR)/current ## serve on http://127.0.0.1:6666 (INFERENCE_* settings apply)
+	exec $(CLI) serve
+
+.PHONY: lint
+lint: $(VENV)/.synced ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: typecheck
+typecheck: $(VENV)/.synced ## mypy --strict on src/
+	$(VENV)/bin/mypy --strict src
+
+.PHONY: test
+test: lint typecheck ## lint, types and the whole pytest suite
+	$(VENV)/bin/pytest
+
+.PHONY: smoke
+smoke: $(VENV)/.synced ## check a running service end to end (URL=...)
+	$(CLI) smoke $(URL)
+
+.PHONY: image
+image: $(VENV)/.synced ## build the container image, tagged with the git sha and latest
+	scripts/build-image.sh $(IMAGE)
+
+.PHONY: host-install
+host-install: $(VENV)/.synced ## make sure Docker, nginx and the proxy config are present (idempotent)
+	$(CLI) deploy install
+
+.PHONY: deploy-local
+deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host
+	$(CLI) deploy up $(IMAGE)
+
+.PHONY: rollback-local
+rollback-local: $(VENV)/.synced ## switch back to the previous release
+	$(CLI) deploy rollback
+
+.PHONY: pipeline
+pipeline: $(VENV)/.synced ## the deploy workflow's stages, run locally
+	scripts/pipeline.sh
+
+.PHONY: bench
+bench: $(MODEL_DIR)/current ## benchmark against the original design (wrk, ~5 min)
+	bench/run.sh
+
+.PHONY: tf-validate
+tf-validate: ## terraform init -backend=false and validate (needs the provider registry)
+	for dir in infra/terraform infra/terraform/aks; do \
+	  terraform -chdir=$$dir init -backend=false -input=false && terraform -chdir=$$dir validate || exit 1; \
+	done
+
+.PHONY: clean
+clean: ## remove the environment, models and caches
+	rm -rf $(VENV) .tools models .mypy_cache .ruff_cache .pytest_cache .hypothesis
