@@ -28,7 +28,8 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $LOG" >&2; exit 1; }
 fi
 
-if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+# BASE_REBUILD=1 replaces a local base image built earlier (for example by an older version of this).
+if [[ "${BASE_REBUILD:-0}" != 1 ]] && docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 if timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -40,6 +41,23 @@ trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase "$SUITE" "$rootfs" http://deb.debian.org/debian >/dev/null
 # Trust the same CAs as this host, so TLS to package indexes works behind an inspecting proxy.
 cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
-tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+# Slim it the way the published -slim images are (debuerreotype --slim): no docs, man pages or
+# locales, now or in later `apt-get install`s, and apt keeps no downloaded packages.
+printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+    'path-exclude /usr/share/info/*' 'path-exclude /usr/share/linda/*' \
+    'path-exclude /usr/share/lintian/overrides/*' 'path-exclude /usr/share/locale/*' \
+    'path-exclude /usr/share/man/*' >"$rootfs/etc/dpkg/dpkg.cfg.d/docker"
+clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true";'
+printf '%s\n' "DPkg::Post-Invoke { $clean };" "APT::Update::Post-Invoke { $clean };" \
+    'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";' >"$rootfs/etc/apt/apt.conf.d/docker-clean"
+echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
+(
+    cd "$rootfs/usr/share" || exit 1
+    find doc -mindepth 1 ! -type d ! -name copyright -delete
+    find doc -mindepth 1 -type d -empty -delete
+    rm -rf info/* man/* locale/* lintian/overrides/*
+    cd "$rootfs/var" || exit 1
+    rm -rf lib/apt/lists/* cache/apt/*.bin cache/apt/archives/*.deb
+)
+tar -C "$rootfs" -c . | docker import --change 'CMD ["bash"]' - "$BASE_IMAGE" >/dev/null
 echo "built $BASE_IMAGE"
