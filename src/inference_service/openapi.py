@@ -32,6 +32,7 @@ ORIGINAL_PAYLOAD = [{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "
 ORIGINAL_ROWS = [[float(v) for v in record.values()] for record in ORIGINAL_PAYLOAD]
 ORIGINAL_PREDICTIONS = ["virginica", "versicolor"]
 ORIGINAL_PROBABILITIES = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+NO_MODEL = "no model in models/iris: current is missing (run `inference-service train`)"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -351,10 +352,7 @@ def _error_responses(settings: Settings) -> dict[str, Any]:
         ),
         "ModelNotReady": _error(
             "No verified model is loaded yet, or the artifact failed verification.",
-            {"starting": "No model is loaded: still starting."},
-        ),
-        "InternalError": _error(
-            "A bug; the server logs the traceback.", {"bug": "Internal server error."}
+            {"no_model": f"No model is loaded: {NO_MODEL}."},
         ),
     }
 
@@ -745,7 +743,11 @@ def _paths() -> dict[str, Any]:
                     "description": "No verified model is loaded (yet).",
                     **_body(
                         ref("Error"),
-                        {"starting": _example({"error": "Not ready: still starting."}, "Starting")},
+                        {
+                            "no_model": _example(
+                                {"error": f"Not ready: {NO_MODEL}."}, "No model yet"
+                            )
+                        },
                     ),
                 },
             },
@@ -858,6 +860,7 @@ PAGE = """<!doctype html>
 INIT_JS = """window.onload = function () {
   window.ui = SwaggerUIBundle({
     url: "openapi.json",
+    validatorUrl: null,
     dom_id: "#swagger-ui",
     deepLinking: true,
     tryItOutEnabled: true,
