@@ -40,7 +40,12 @@ rootfs="$(mktemp -d)"
 trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase "$SUITE" "$rootfs" http://deb.debian.org/debian >/dev/null
 # Trust the same CAs as this host, so TLS to package indexes works behind an inspecting proxy.
-cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
+# The copy under /usr/local/share/ca-certificates survives update-ca-certificates in image builds.
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/usr/local/share/ca-certificates"
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/usr/local/share/ca-certificates/host-trust.crt"
+fi
 # Slim it the way the published -slim images are (debuerreotype --slim): no docs, man pages or
 # locales, now or in later `apt-get install`s, and apt keeps no downloaded packages.
 printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
