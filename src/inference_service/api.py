@@ -56,7 +56,9 @@ def _model() -> Model:
 
 
 def _json_body() -> bytes:
-    if not request.is_json:
+    # A missing Content-Type is read as JSON (V2 clients such as tritonclient send none);
+    # any other declared type is refused.
+    if request.mimetype and not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {request.mimetype or 'none'!r}."
         )

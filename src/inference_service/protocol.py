@@ -8,6 +8,8 @@ Two contracts:
 
 from __future__ import annotations
 
+import json
+import math
 from operator import itemgetter
 from typing import Any
 
@@ -22,7 +24,6 @@ POSITIONAL = tuple(str(i) for i in range(len(FEATURES)))
 KEY_STYLES = (POSITIONAL, FEATURES)
 _GETTERS = {style: itemgetter(*style) for style in KEY_STYLES}
 _RECORDS = msgspec.json.Decoder(list[dict[str, float]] | dict[str, float])
-_ANY = msgspec.json.Decoder()
 _ENCODE = msgspec.json.Encoder().encode
 
 Matrix = npt.NDArray[np.float32]
@@ -78,9 +79,10 @@ def records_response(
 def _explain_types(body: bytes, fallback: str) -> str:
     """Name the record and key behind a type error (the slow path, taken only for bad input)."""
     try:
-        value = _ANY.decode(body)
-    except msgspec.MsgspecError as exc:
-        return f"The body is not valid JSON: {_reason(exc)}."
+        # The standard library reads 1e309 as infinity instead of failing, so the key can be named.
+        value = json.loads(body)
+    except ValueError:
+        return f"The body does not match the contract: {fallback}."
     records = [value] if isinstance(value, dict) else value
     if not isinstance(records, list):
         return (
@@ -93,7 +95,11 @@ def _explain_types(body: bytes, fallback: str) -> str:
         for key, v in record.items():
             if isinstance(v, bool) or not isinstance(v, int | float):
                 return f"Record {i}, key {key!r}: expected a number, got {_json_type(v)}."
-            if isinstance(v, int) or not np.isfinite(v):
+            try:
+                finite = math.isfinite(v)
+            except OverflowError:
+                finite = False
+            if not finite:
                 return f"Record {i}, key {key!r}: the number is out of range."
     return f"The body does not match the contract: {fallback}."
 

@@ -65,9 +65,7 @@ def train(config: TrainConfig) -> Path:
     onnx = export(model)
     checked = parity(model, onnx, x)
     data_sha = artifact.sha256(config.data_file.read_bytes())
-    version = artifact.sha256(
-        onnx + data_sha.encode() + json.dumps(params, sort_keys=True).encode()
-    )[:12]
+    version = _version(model, data_sha, params)
     card: dict[str, Any] = {
         "name": MODEL_NAME,
         "version": version,
@@ -104,6 +102,25 @@ def train(config: TrainConfig) -> Path:
     )
     log.info("model %s written to %s", version, path)
     return path
+
+
+def _version(model: DecisionTreeClassifier, data_sha: str, params: dict[str, Any]) -> str:
+    """A short hash of what determines the model: data, hyperparameters, the learned tree, code.
+
+    The ONNX bytes are not used: the exporter numbers node names per process, so the same model
+    can serialize differently.
+    """
+    tree = model.tree_
+    parts = [
+        data_sha.encode(),
+        json.dumps(params, sort_keys=True).encode(),
+        tree.feature.tobytes(),
+        tree.threshold.tobytes(),
+        tree.value.tobytes(),
+        package_version("inference-service").encode(),
+        package_version("skl2onnx").encode(),
+    ]
+    return artifact.sha256(b"\0".join(parts))[:12]
 
 
 def export(model: DecisionTreeClassifier) -> bytes:

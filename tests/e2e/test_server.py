@@ -1,0 +1,103 @@
+"""The real `inference-service serve` process over HTTP."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http as v2client
+
+from tests.conftest import ORIGINAL_PAYLOAD
+
+Server = tuple[str, "subprocess.Popen[bytes]"]
+
+
+def post(url: str, payload: object) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_original_payload_over_http(server: Server) -> None:
+    url, _ = server
+    status, body = post(f"{url}/inference", ORIGINAL_PAYLOAD)
+    assert status == 200
+    assert body["predictions"] == ["virginica", "versicolor"]
+
+
+def test_standard_v2_client_library(server: Server, trained: Path) -> None:
+    url, _ = server
+    client = v2client.InferenceServerClient(url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("iris")
+    metadata = client.get_model_metadata("iris")
+    assert metadata["versions"] == [(trained / "current").read_text().strip()]
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
+    tensor = v2client.InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=False)
+    outputs = [
+        v2client.InferRequestedOutput("label", binary_data=False),
+        v2client.InferRequestedOutput("probabilities", binary_data=False),
+    ]
+    result = client.infer("iris", [tensor], outputs=outputs, request_id="client-1")
+    assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == [
+        "setosa",
+        "virginica",
+    ]
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (2, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert result.get_response()["id"] == "client-1"
+
+
+def test_sigterm_lets_an_in_flight_request_finish(server: Server) -> None:
+    url, proc = server
+    body = json.dumps(ORIGINAL_PAYLOAD).encode()
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # Half a request is in flight when the signal arrives; the rest comes after it.
+        head = (
+            f"POST /inference HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + body[:10])
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        sock.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'"predictions":["virginica","versicolor"]' in answer
+    assert proc.wait(timeout=25) == 0
+
+
+def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
+    code = (
+        "import sys, json\n"
+        "from inference_service.app import create_app\n"
+        "from inference_service.config import Settings\n"
+        "from pathlib import Path\n"
+        f"app = create_app(Settings(model_dir=Path({str(trained)!r})))\n"
+        "c = app.test_client()\n"
+        "assert c.post('/inference', json=[{'0':1,'1':2,'2':3,'3':4}]).status_code == 200\n"
+        "assert c.post('/v2/models/iris/infer', json={'inputs': [{'name': 'input', "
+        "'shape': [1, 4], 'datatype': 'FP32', 'data': [1, 2, 3, 4]}]}).status_code == 200\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "onnxruntime" in modules and "flask" in modules
+    assert not modules & {"sklearn", "scipy", "pandas", "skl2onnx", "matplotlib"}

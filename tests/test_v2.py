@@ -1,0 +1,136 @@
+"""Open Inference Protocol V2 over Flask's test client."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from inference_service import artifact
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]]
+LABELS = ["setosa", "versicolor", "virginica"]
+
+
+def infer(
+    client: FlaskClient, data: Any, datatype: str = "FP32", shape: Any = None, **extra: Any
+) -> Any:
+    tensor = {"name": "input", "shape": shape or [3, 4], "datatype": datatype, "data": data}
+    return client.post("/v2/models/iris/infer", json={"inputs": [tensor], **extra})
+
+
+def test_server_and_model_metadata(client: FlaskClient, trained: Path) -> None:
+    version = artifact.current_version(trained)
+    assert client.get("/v2").json["name"] == "inference-service"
+    assert client.get("/v2/health/live").json == {"live": True}
+    assert client.get("/v2/health/ready").json == {"ready": True}
+    meta = client.get("/v2/models/iris").json
+    assert meta["versions"] == [version]
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert meta["parameters"]["data_sha256"] == artifact.read(trained).card["data_sha256"]
+    assert client.get(f"/v2/models/iris/versions/{version}").json == meta
+    assert client.get("/v2/models/iris/ready").json == {"name": "iris", "ready": True}
+
+
+@pytest.mark.parametrize(
+    ("data", "datatype"),
+    [
+        (sum(ROWS, []), "FP32"),
+        (ROWS, "FP32"),
+        (sum(ROWS, []), "FP64"),
+        (sum(ROWS, []), "FP16"),
+    ],
+)
+def test_infer_flat_or_nested_float_data(client: FlaskClient, data: Any, datatype: str) -> None:
+    response = infer(client, data, datatype)
+    assert response.status_code == 200, response.json
+    outputs = {o["name"]: o for o in response.json["outputs"]}
+    assert outputs["label"] == {"name": "label", "shape": [3], "datatype": "BYTES", "data": LABELS}
+    probabilities = outputs["probabilities"]
+    assert probabilities["shape"] == [3, 3] and probabilities["datatype"] == "FP32"
+    assert len(probabilities["data"]) == 9
+
+
+@pytest.mark.parametrize("datatype", ["INT8", "INT32", "INT64", "UINT8"])
+def test_infer_integer_tensors(client: FlaskClient, datatype: str) -> None:
+    response = infer(client, [[0, 5, 7, 6], [1, 3, 3, 1]], datatype, shape=[2, 4])
+    assert response.status_code == 200, response.json
+    assert response.json["outputs"][0]["data"] == ["virginica", "versicolor"]
+
+
+def test_id_is_echoed_and_outputs_are_selected(client: FlaskClient, trained: Path) -> None:
+    response = infer(client, ROWS, id="req-42", outputs=[{"name": "probabilities"}])
+    body = response.json
+    assert body["id"] == "req-42"
+    assert body["model_name"] == "iris"
+    assert body["model_version"] == artifact.current_version(trained)
+    assert [o["name"] for o in body["outputs"]] == ["probabilities"]
+
+
+def test_versioned_infer_path(client: FlaskClient, trained: Path) -> None:
+    version = artifact.current_version(trained)
+    url = f"/v2/models/iris/versions/{version}/infer"
+    tensor = {"name": "input", "shape": [3, 4], "datatype": "FP32", "data": ROWS}
+    assert client.post(url, json={"inputs": [tensor]}).status_code == 200
+    other = client.post("/v2/models/iris/versions/nope/infer", json={"inputs": [tensor]})
+    assert other.status_code == 404 and "version 'nope' not found" in other.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"data": sum(ROWS, [])[:-1]}, 400, "needs 12 values"),
+        ({"data": ROWS, "shape": [2, 4]}, 400, "needs 8 values"),
+        ({"data": [[1, 2, 3], [1, 2, 3], [1, 2, 3]]}, 400, "shape [3, 4] needs 12 values"),
+        ({"data": [[1, 2, 3, 4], [1, 2, 3], [1, 2, 3, 4, 5]]}, 400, "differ in length"),
+        ({"data": [1, [2, 3, 4, 5]]}, 400, "mixes numbers and lists"),
+        ({"data": ROWS, "shape": [3, 5]}, 400, "shape must be [N, 4]"),
+        ({"data": ROWS, "shape": [12]}, 400, "shape must be [N, 4]"),
+        ({"data": ROWS, "datatype": "BYTES"}, 400, "datatype 'BYTES' is not supported"),
+        ({"data": [[1.5, 2, 3, 4]] * 3, "datatype": "INT32"}, 400, "integers in INT32 range"),
+        ({"data": [[300, 2, 3, 4]] * 3, "datatype": "INT8"}, 400, "integers in INT8 range"),
+        ({"data": [[True, 2, 3, 4]] * 3}, 400, "Expected `float`, got `bool`"),
+        ({"data": [["1", 2, 3, 4]] * 3}, 400, "got `str`"),
+        ({"data": [[1e39, 2, 3, 4]] * 3}, 400, "out of range for a 32-bit float"),
+    ],
+)
+def test_bad_tensors_get_4xx(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, message: str
+) -> None:
+    response = infer(client, **kwargs)
+    assert response.status_code == status
+    assert message in response.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "Object missing required field `inputs`"),
+        ({"inputs": []}, "exactly one input tensor, got 0"),
+        ({"inputs": "x"}, "Expected `array`, got `str`"),
+        (
+            {
+                "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROWS[0]}],
+                "outputs": [{"name": "species"}],
+            },
+            "Unknown output 'species'",
+        ),
+    ],
+)
+def test_bad_requests_get_400(client: FlaskClient, body: Any, message: str) -> None:
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 400
+    assert message in response.json["error"]
+
+
+def test_unknown_model_is_404(client: FlaskClient) -> None:
+    assert client.get("/v2/models/roses").status_code == 404
+    response = client.post("/v2/models/roses/infer", json={})
+    assert response.status_code == 404
+    assert "Model 'roses' not found" in response.json["error"]
+
+
+def test_too_many_rows_get_413(client: FlaskClient) -> None:
+    response = infer(client, [[1, 2, 3, 4]], shape=[10_001, 4])
+    assert response.status_code == 413
