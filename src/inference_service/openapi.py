@@ -812,7 +812,7 @@ def build(settings: Settings) -> dict[str, Any]:
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "servers": [{"url": ".", "description": "The server this document came from"}],
+        "servers": [{"url": ".", "description": "this server"}],
         "tags": [
             {"name": "original contract", "description": "`POST /inference` with records."},
             {"name": "Open Inference Protocol V2", "description": "KServe/Triton-style V2 REST."},

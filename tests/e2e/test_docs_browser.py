@@ -1,0 +1,143 @@
+"""/docs in a real browser: headless Chromium runs "Try it out" on POST /inference."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CLI = Path(sys.executable).with_name("inference-service")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout} s: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session the server was started in
+            proc.wait()
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+def server_url(trained: Path, tmp_path: Path) -> Iterator[str]:
+    """The real `inference-service serve` on a free loopback port."""
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "INFERENCE_MODEL_DIR": str(trained)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, proc, log)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def test_try_it_out_on_docs_page_shows_predictions(
+    chromium: Path, server_url: str, tmp_path: Path
+) -> None:
+    requested: list[str] = []
+    page_errors: list[str] = []
+    screenshot = tmp_path / "docs-page.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("request", lambda r: requested.append(r.url))
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.goto(f"{server_url}/docs")
+
+            operation = page.locator(
+                '.opblock-post:has(.opblock-summary-path[data-path="/inference"])'
+            )
+            expect(operation).to_have_count(1, timeout=20_000)
+            operation.locator(".opblock-summary").first.click()
+            try_it_out = operation.get_by_role("button", name="Try it out")
+            if try_it_out.count():  # tryItOutEnabled opens the editor without a click
+                try_it_out.click()
+            body = operation.locator(".body-param textarea")
+            expect(body).to_contain_text('"0": 0')
+            operation.get_by_role("button", name="Execute").click()
+
+            answer = operation.locator(".live-responses-table tbody .response-col_description")
+            expect(answer).to_contain_text("virginica", timeout=20_000)
+            expect(answer).to_contain_text("versicolor")
+            expect(
+                operation.locator(".live-responses-table tbody .response-col_status")
+            ).to_contain_text("200")
+            text = answer.inner_text()
+            assert text.index("virginica") < text.index("versicolor")
+
+            # From the page title down to the live answer: what a reader needs to see.
+            bottom = operation.locator(".live-responses-table tbody").evaluate(
+                "e => e.getBoundingClientRect().bottom + window.scrollY"
+            )
+            clip = {"x": 0, "y": 0, "width": 1280, "height": bottom + 16}
+            page.screenshot(path=str(screenshot), full_page=True, clip=clip)
+        finally:
+            browser.close()
+
+    assert screenshot.stat().st_size > 10_000
+    if target := os.environ.get("SAVE_DOCS_SCREENSHOT"):
+        shutil.copyfile(screenshot, target)
+    assert not page_errors, page_errors
+    foreign = [url for url in requested if not url.startswith(server_url)]
+    assert not foreign, f"the page fetched from elsewhere than the server: {foreign}"
