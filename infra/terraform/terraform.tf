@@ -1,0 +1,17 @@
+terraform {
+  required_version = ">= 1.9, < 2.0"
+
+  required_providers {
+    azurerm = {
+      source  = "hashicorp/azurerm"
+      version = "~> 4.30"
+    }
+    cloudinit = {
+      source  = "hashicorp/cloudinit"
+      version = "~> 2.3"
+    }
+  }
+
+  # Filled at init time: terraform init -backend-config=backend.hcl (see README.md).
+  backend "azurerm" {}
+}
