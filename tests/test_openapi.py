@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -441,3 +442,13 @@ def test_registering_the_docs_twice_is_harmless(ready: FlaskClient) -> None:
     app = ready.application
     openapi.init_app(app)
     assert ready.get("/openapi.json").status_code == 200
+
+
+def test_number_bounds_are_where_float32_overflows(ready: FlaskClient) -> None:
+    number = SPEC["components"]["schemas"]["PositionalRecord"]["properties"]["0"]
+    bound = number["exclusiveMaximum"]
+    assert number["exclusiveMinimum"] == -bound
+    largest = math.nextafter(bound, 0)
+    for value, status in ((largest, 200), (-largest, 200), (bound, 400), (-bound, 400)):
+        response = ready.post("/inference", json=[{**RECORD, "1": value}])
+        assert response.status_code == status, (value, response.json)

@@ -21,7 +21,8 @@ from inference_service.config import Settings
 
 bp = Blueprint("openapi", __name__)
 ASSETS = str(files("flask_swagger_ui") / "dist")
-FLOAT32_MAX = 3.4028234663852886e38
+# Doubles from this magnitude on round to infinity as float32, which the server refuses.
+FLOAT32_OVERFLOW = 2.0**128 * (1 - 2.0**-25)
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
 
@@ -42,8 +43,8 @@ def ref(name: str) -> dict[str, str]:
 def _number(description: str) -> dict[str, Any]:
     return {
         "type": "number",
-        "minimum": -FLOAT32_MAX,
-        "maximum": FLOAT32_MAX,
+        "exclusiveMinimum": -FLOAT32_OVERFLOW,
+        "exclusiveMaximum": FLOAT32_OVERFLOW,
         "description": description,
     }
 
