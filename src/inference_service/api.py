@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from inference_service.errors import (
     InferenceError,
     ModelNotReady,
     NotFound,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from inference_service.model import Model
@@ -36,6 +38,11 @@ class Live:
 def live() -> Live:
     state: Live = current_app.extensions["inference"]
     return state
+
+
+def settings_of(app: Flask) -> Settings:
+    value: Settings = app.config["SETTINGS"]
+    return value
 
 
 def settings() -> Settings:
@@ -65,6 +72,21 @@ def _json_body() -> bytes:
     return request.get_data(cache=False)
 
 
+def _authorize() -> None:
+    """With API keys set, require `Authorization: Bearer <key>`, compared in constant time."""
+    keys: tuple[bytes, ...] = current_app.config["API_KEYS"]
+    if not keys:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    offered = given.strip().encode() if scheme.lower() == "bearer" else b""
+    matched = False
+    for key in keys:  # no early exit: the time taken does not depend on which key matched
+        matched |= hmac.compare_digest(offered, key)
+    if not matched:
+        raise Unauthorized("Missing or invalid API key.")
+
+
 def _model_named(name: str, version: str | None = None) -> Model:
     if name != MODEL_NAME:
         raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
@@ -74,13 +96,22 @@ def _model_named(name: str, version: str | None = None) -> Model:
     return model
 
 
+def _record(model: Model, labels: list[str]) -> None:
+    """Leave what the access log and metrics need in the WSGI environ."""
+    environ = request.environ
+    environ["inference.rows"] = len(labels)
+    environ["inference.labels"] = labels
+    environ["inference.model_version"] = model.version
+
+
 @bp.post("/inference")
 def inference() -> Response:
+    _authorize()
     x = protocol.parse_records(_json_body(), settings().max_rows)
     model = _model()
     labels, probabilities = model.predict(x)
     with_probabilities = request.args.get("probabilities", "").lower() in TRUE
-    request.environ["inference.rows"] = len(labels)
+    _record(model, labels)
     return json_response(
         protocol.records_response(
             model.name,
@@ -95,10 +126,11 @@ def inference() -> Response:
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def v2_infer(name: str, version: str | None = None) -> Response:
+    _authorize()
     model = _model_named(name, version)
     body, x = protocol.parse_v2(_json_body(), settings().max_rows)
     labels, probabilities = model.predict(x)
-    request.environ["inference.rows"] = len(labels)
+    _record(model, labels)
     return json_response(
         protocol.v2_response(model.name, model.version, body, labels, probabilities)
     )
@@ -179,8 +211,11 @@ def readyz() -> Response:
 
 
 def _domain_error(exc: InferenceError) -> Response:
-    log.info("request rejected: %s", exc.message)
-    return json_response({"error": exc.message}, exc.status)
+    request.environ["inference.error"] = exc.message
+    response = json_response({"error": exc.message}, exc.status)
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -190,6 +225,7 @@ def _http_error(exc: HTTPException) -> Response:
         413: f"The body is larger than the limit of {settings().max_body_bytes} bytes.",
     }
     message = messages.get(exc.code or 0) or exc.description or exc.name
+    request.environ["inference.error"] = message
     response = json_response({"error": message}, exc.code or 500)
     if exc.code == 405 and (allowed := exc.get_headers()):
         response.headers.update({k: v for k, v in allowed if k == "Allow"})
@@ -202,6 +238,7 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    app.config["API_KEYS"] = tuple(k.encode() for k in settings_of(app).keys())
     app.register_blueprint(bp)
     app.register_error_handler(InferenceError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)

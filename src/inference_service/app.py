@@ -6,10 +6,11 @@ import logging
 
 from flask import Flask
 
-from inference_service import api
+from inference_service import api, observability, openapi
 from inference_service.config import Settings
 from inference_service.errors import ArtifactError
 from inference_service.model import Model
+from inference_service.reload import Reloader
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +19,29 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app and load the current model.
 
     A missing or tampered artifact does not stop the process: it logs the reason and stays
-    unready (readiness and inference answer 503) until a valid model appears.
+    unready (readiness and inference answer 503) until a valid model appears in `current`.
     """
     settings = settings or Settings.from_env()
+    observability.configure_logging(settings)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    metrics = observability.init_app(app, settings)
+    state = api.Live()
     try:
-        state = api.Live(Model.load(settings.model_dir))
-        log.info("serving model %s from %s", state.model.version, settings.model_dir)  # type: ignore[union-attr]
+        model = Model.load(settings.model_dir)
     except ArtifactError as exc:
         log.error("no model served: %s", exc)
-        state = api.Live(error=str(exc))
+        state.error = str(exc)
+    else:
+        state.model = model
+        metrics.model_loaded(model.name, model.version, model.loaded_at)
+        log.info("serving model %s from %s", model.version, settings.model_dir)
     app.extensions["inference"] = state
+    reloader = Reloader(state, settings.model_dir, metrics)
+    app.extensions["reloader"] = reloader
+    if settings.reload_interval > 0:
+        reloader.start(settings.reload_interval)
     api.init_app(app)
+    openapi.init_app(app)
     return app

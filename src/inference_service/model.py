@@ -16,6 +16,7 @@ from inference_service.errors import ArtifactError
 
 INPUT_NAME = "input"
 OUTPUTS = ("label", "probabilities")
+PARITY_MIN_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Model:
         if outputs != OUTPUTS or [i.name for i in session.get_inputs()] != [INPUT_NAME]:
             raise ArtifactError(f"{art.path}: unexpected model signature, outputs {outputs}")
         card = art.card
+        checked = card.get("parity", {})
+        if checked.get("mismatches") != 0 or checked.get("rows_checked", 0) < PARITY_MIN_ROWS:
+            raise ArtifactError(f"{art.path}: the model card does not record a passed parity gate")
         return cls(
             name=card["name"],
             version=art.version,

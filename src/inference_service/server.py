@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import fields
 
 from inference_service.config import ENV_PREFIX, Settings
@@ -16,6 +17,12 @@ def serve(settings: Settings) -> None:
     # Workers build the app from the environment, so pass every setting through it.
     for f in fields(settings):
         os.environ[ENV_PREFIX + f.name.upper()] = str(getattr(settings, f.name))
+    # Each worker writes its metrics here and /metrics sums them (prometheus_client multiprocess).
+    # A fresh directory per server start, so counters from a previous run never leak in.
+    parent = settings.metrics_dir or None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="inference-metrics-", dir=parent
+    )
     Granian(
         "inference_service.app:create_app",
         factory=True,

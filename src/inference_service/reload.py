@@ -1,0 +1,72 @@
+"""Hot model reload: each worker watches `current` and swaps in a new version once it verifies.
+
+In-flight requests hold a reference to the model they started with, so they finish on it; new
+requests see the new one. A version that fails verification is refused, logged and counted, and
+the old model keeps serving. (SIGHUP to the server makes granian replace its workers gracefully;
+each new worker loads `current` at start.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from inference_service import artifact
+from inference_service.api import Live
+from inference_service.errors import ArtifactError
+from inference_service.model import Model
+from inference_service.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Reloader:
+    def __init__(self, state: Live, model_dir: Path, metrics: Metrics) -> None:
+        self.state = state
+        self.model_dir = model_dir
+        self.metrics = metrics
+        self._refused: tuple[str, int] | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> bool:
+        """Load `current` if it changed; True when a new model went live."""
+        with self._lock:
+            pointer = self.model_dir / artifact.POINTER_FILE
+            try:
+                stamp = pointer.stat().st_mtime_ns
+                version = artifact.current_version(self.model_dir)
+            except (OSError, ArtifactError):
+                return False
+            live = self.state.model
+            if (live is not None and live.version == version) or self._refused == (version, stamp):
+                return False
+            try:
+                model = Model.load(self.model_dir, version)
+            except ArtifactError as exc:
+                self._refused = (version, stamp)
+                self.metrics.reloads.labels("refused").inc()
+                log.error("refused model %s, still serving %s: %s", version, _v(live), exc)
+                return False
+            self.state.model, self.state.error = model, None
+            self.metrics.model_loaded(model.name, model.version, model.loaded_at, previous=live)
+            self.metrics.reloads.labels("success").inc()
+            log.info("model reloaded: %s -> %s", _v(live), model.version)
+            return True
+
+    def start(self, interval: float) -> threading.Thread:
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check()
+                except Exception:  # the watcher must outlive any surprise
+                    log.exception("model watcher failed; retrying")
+
+        stop = threading.Event()
+        thread = threading.Thread(target=loop, name="model-watcher", daemon=True)
+        thread.start()
+        return thread
+
+
+def _v(model: Model | None) -> str:
+    return model.version if model is not None else "nothing"
