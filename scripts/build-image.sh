@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Build the service image: scripts/build-image.sh [IMAGE]   (default inference-service:<git sha>)
+#
+# Two passes over the same Dockerfile. The first builds up to the `model` stage and reads the
+# version it trained; the second builds the whole image with that version as a build argument,
+# so it lands in a label (labels cannot be computed inside a build). The second pass reuses the
+# first's cached layers and the Dockerfile fails if the two disagree.
+# Also tags inference-service:latest and inference-service:model-<model version>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+short="$(git rev-parse --short=12 HEAD 2>/dev/null || echo latest)"
+image="${1:-inference-service:$short}"
+name="${image%:*}"
+if [[ "$image" != *:* || "${image##*:}" == */* ]]; then name="$image"; fi
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n1)"
+created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+source_url="${IMAGE_SOURCE:-$(git config --get remote.origin.url 2>/dev/null || true)}"
+source_url="${source_url:-https://github.com/inference-service/inference-service}"
+
+# BuildKit needs the buildx plugin with a current docker CLI; without it use the classic builder,
+# unless the caller chose explicitly.
+if [[ -z "${DOCKER_BUILDKIT:-}" ]] && ! docker buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=0
+fi
+
+args=(--build-arg "GIT_COMMIT=$commit")
+start=$SECONDS
+echo "building the model stage (commit $commit)"
+iidfile="$(mktemp)"
+trap 'rm -f "$iidfile"' EXIT
+docker build --target model --iidfile "$iidfile" "${args[@]}" .
+model_stage="$(cat "$iidfile")"
+model_version="$(docker run --rm --network none --entrypoint cat "$model_stage" /app/models/iris/current)"
+echo "model version $model_version"
+
+docker build \
+    "${args[@]}" \
+    --build-arg "MODEL_VERSION=$model_version" \
+    --build-arg "BUILD_DATE=$created" \
+    --build-arg "VERSION=$version" \
+    --build-arg "SOURCE=$source_url" \
+    -t "$image" -t "$name:latest" -t "$name:model-$model_version" \
+    .
+
+id="$(docker image inspect -f '{{.Id}}' "$image")"
+size="$(docker image inspect -f '{{.Size}}' "$image")"
+echo "image:   $id"
+echo "size:    $((size / 1000000)) MB ($size bytes)"
+echo "tags:    $image $name:latest $name:model-$model_version"
+echo "model:   $model_version"
+echo "built in $((SECONDS - start)) s"
