@@ -410,6 +410,8 @@ def test_default_image_is_ubuntu_24_04_lts() -> None:
 def test_vm_boots_from_the_rendered_cloud_init() -> None:
     machine = resource(TF_DIR, VM)
     assert machine["custom_data"] == "${data.cloudinit_config.vm.rendered}"
+    # A fresh registration token on a later apply must not replace the running host.
+    assert machine["lifecycle"]["ignore_changes"] == "${custom_data}"
     for name, mode_vars in (
         ("vm", "cloud_init_vm_vars"),
         ("scale_set", "cloud_init_scale_set_vars"),

@@ -158,6 +158,10 @@ resource "azurerm_linux_virtual_machine" "this" {
   boot_diagnostics {}
 
   lifecycle {
+    # custom_data carries the one-hour registration token. Without this, every apply with a fresh
+    # token would replace the VM; rebuild on purpose with -replace instead (see README.md).
+    ignore_changes = [custom_data]
+
     precondition {
       condition     = var.runner_registration_token != null
       error_message = "runner_registration_token is required for the single VM: gh api -X POST repos/OWNER/REPO/actions/runners/registration-token --jq .token"

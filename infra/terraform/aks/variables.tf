@@ -83,7 +83,7 @@ variable "service_cidr" {
 variable "node_vm_size" {
   type        = string
   default     = "Standard_D4ds_v5"
-  description = "VM size of the system node pool. It must have a local temp disk large enough for ephemeral OS disks."
+  description = "VM size of the workload node pool that runs the service. It needs a temp disk of at least 100 GiB for the ephemeral OS disk."
 
   validation {
     condition     = can(regex("^Standard_[A-Za-z0-9_]+$", var.node_vm_size))
