@@ -25,6 +25,7 @@ ASSETS = str(files("flask_swagger_ui") / "dist")
 FLOAT32_OVERFLOW = 2.0**128 * (1 - 2.0**-25)
 REF = "#/components/schemas/{name}"
 JSON = "application/json"
+REQUEST_ID = "X-Request-ID"
 
 # Examples use a real answer of the model trained from the repository's data set; the version
 # differs per training run.
@@ -320,10 +321,14 @@ def _error_responses(settings: Settings) -> dict[str, Any]:
                 "two_inputs": "Send exactly one input tensor, got 2.",
             },
         ),
-        "Unauthorized": _error(
-            "The server has API keys (INFERENCE_API_KEYS) and the request's bearer key is "
-            "missing or wrong.",
-            {"missing_key": "Missing or invalid API key."},
+        "Unauthorized": _with_header(
+            _error(
+                "The server has API keys (INFERENCE_API_KEYS) and the request's bearer key is "
+                "missing or wrong.",
+                {"missing_key": "Missing or invalid API key."},
+            ),
+            "WWW-Authenticate",
+            {"const": "Bearer"},
         ),
         "ModelNotFound": _error(
             f"The model name is not {MODEL_NAME!r}, or the version is not the live one.",
@@ -332,9 +337,13 @@ def _error_responses(settings: Settings) -> dict[str, Any]:
         "NoEndpoint": _error(
             "No route at this path.", {"path": "No endpoint at /predict; see /docs for the API."}
         ),
-        "MethodNotAllowed": _error(
-            "The path exists, but not for this method; the `Allow` header lists the methods.",
-            {"method": "GET is not allowed on /inference."},
+        "MethodNotAllowed": _with_header(
+            _error(
+                "The path exists, but not for this method; the `Allow` header lists the methods.",
+                {"method": "GET is not allowed on /inference."},
+            ),
+            "Allow",
+            {"type": "string", "examples": ["OPTIONS, POST"]},
         ),
         "RecordsTooLarge": _error(
             f"The body is over {size} bytes, or has more than {rows} records.",
@@ -356,6 +365,26 @@ def _error_responses(settings: Settings) -> dict[str, Any]:
             {"no_model": f"No model is loaded: {NO_MODEL}."},
         ),
     }
+
+
+def _with_header(response: dict[str, Any], name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    response.setdefault("headers", {})[name] = {"required": True, "schema": schema}
+    return response
+
+
+def _request_ids(paths: dict[str, Any], responses: dict[str, Any]) -> None:
+    """Every operation takes an optional X-Request-ID, and every response carries one."""
+    header = {"$ref": f"#/components/headers/{REQUEST_ID}"}
+    for item in paths.values():
+        for operation in item.values():
+            operation.setdefault("parameters", []).append(
+                {"$ref": f"#/components/parameters/{REQUEST_ID}"}
+            )
+            for response in operation["responses"].values():
+                if "$ref" not in response:
+                    response.setdefault("headers", {})[REQUEST_ID] = header
+    for response in responses.values():
+        response.setdefault("headers", {})[REQUEST_ID] = header
 
 
 def _body(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
@@ -796,6 +825,8 @@ def build(settings: Settings) -> dict[str, Any]:
         **_v2_request_schemas(settings.max_rows),
         **_response_schemas(),
     }
+    paths, responses = _paths(), _error_responses(settings)
+    _request_ids(paths, responses)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -822,10 +853,29 @@ def build(settings: Settings) -> dict[str, Any]:
             {"name": "operations", "description": "Monitoring."},
             {"name": "docs", "description": "This description and its interactive page."},
         ],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "schemas": schemas,
-            "responses": _error_responses(settings),
+            "responses": responses,
+            "parameters": {
+                REQUEST_ID: {
+                    "name": REQUEST_ID,
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "Your id for this request, echoed back and logged; a new one is made "
+                        "when absent or not 1-128 characters of letters, digits and ._:@/+=-."
+                    ),
+                    "schema": {"type": "string"},
+                }
+            },
+            "headers": {
+                REQUEST_ID: {
+                    "description": "The request's id, as given or newly made.",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                }
+            },
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
