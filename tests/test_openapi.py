@@ -9,7 +9,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -34,25 +33,20 @@ RECORD = {"0": 0, "1": 5, "2": 7, "3": 6}
 TENSOR = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0, 5, 7, 6]}
 
 
-def with_docs(app: Flask) -> Flask:
-    openapi.init_app(app)  # a no-op once the app factory registers it
-    return app
-
-
 @pytest.fixture(scope="module")
 def ready(trained: Path) -> FlaskClient:
-    return with_docs(create_app(Settings(model_dir=trained))).test_client()
+    return create_app(Settings(model_dir=trained)).test_client()
 
 
 @pytest.fixture(scope="module")
 def unready(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
     empty = tmp_path_factory.mktemp("no-model") / "iris"
-    return with_docs(create_app(Settings(model_dir=empty))).test_client()
+    return create_app(Settings(model_dir=empty)).test_client()
 
 
 @pytest.fixture(scope="module")
 def keyed(trained: Path) -> FlaskClient:
-    return with_docs(create_app(Settings(model_dir=trained, api_keys=KEY))).test_client()
+    return create_app(Settings(model_dir=trained, api_keys=KEY)).test_client()
 
 
 @pytest.fixture(scope="module")
