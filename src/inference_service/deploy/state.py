@@ -1,0 +1,94 @@
+"""state.json: the current and the previous release, replaced atomically."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Release:
+    image: str
+    """The image as named at deploy time (a tag may move later)."""
+    image_id: str
+    """The image's content id; rollback starts exactly this."""
+    container: str
+    port: int
+    model_version: str
+    deployed_at: str
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Release:
+        return cls(
+            image=str(raw["image"]),
+            image_id=str(raw["image_id"]),
+            container=str(raw["container"]),
+            port=int(raw["port"]),
+            model_version=str(raw.get("model_version", "")),
+            deployed_at=str(raw.get("deployed_at", "")),
+        )
+
+
+@dataclass(frozen=True)
+class State:
+    current: Release | None = None
+    previous: Release | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "current": asdict(self.current) if self.current else None,
+                "previous": asdict(self.previous) if self.previous else None,
+            },
+            indent=2,
+        )
+
+
+def load(path: Path) -> State:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return State()
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); fix or remove it") from None
+    return State(
+        current=Release.from_dict(raw["current"]) if raw.get("current") else None,
+        previous=Release.from_dict(raw["previous"]) if raw.get("previous") else None,
+    )
+
+
+def save(path: Path, state: State) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(state.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Busy(Exception):
+    pass
+
+
+@contextmanager
+def lock(state_dir: Path) -> Iterator[None]:
+    """One deploy at a time per host."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "deploy.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"another deploy holds {state_dir / 'deploy.lock'}") from None
+        yield
