@@ -14,6 +14,7 @@ from inference_service import FEATURES, MODEL_NAME, __version__, protocol
 from inference_service.config import Settings
 from inference_service.errors import (
     InferenceError,
+    InvalidInput,
     ModelNotReady,
     NotFound,
     Unauthorized,
@@ -24,7 +25,7 @@ from inference_service.model import Model
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 _encode = msgspec.json.Encoder().encode
-TRUE = ("1", "true", "yes")
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class Live:
@@ -96,6 +97,13 @@ def _model_named(name: str, version: str | None = None) -> Model:
     return model
 
 
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "false").lower()
+    if raw not in FLAGS:
+        raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.")
+    return FLAGS[raw]
+
+
 def _record(model: Model, labels: list[str]) -> None:
     """Leave what the access log and metrics need in the WSGI environ."""
     environ = request.environ
@@ -110,7 +118,7 @@ def inference() -> Response:
     x = protocol.parse_records(_json_body(), settings().max_rows)
     model = _model()
     labels, probabilities = model.predict(x)
-    with_probabilities = request.args.get("probabilities", "").lower() in TRUE
+    with_probabilities = _flag("probabilities")
     _record(model, labels)
     return json_response(
         protocol.records_response(
@@ -185,7 +193,9 @@ def v2_model_ready(name: str, version: str | None = None) -> Response:
     if name != MODEL_NAME:
         raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
     model = live().model
-    ready = model is not None and version in (None, model.version)
+    if model is not None and version not in (None, model.version):
+        raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
+    ready = model is not None
     return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
 

@@ -70,9 +70,9 @@ class Metrics:
         )
         self.model_info = Gauge(
             "inference_model_info",
-            "The live model: 1 for the version being served.",
+            "The live model: 1 for the version being served (per worker pid with several workers).",
             ["name", "version", "loaded_at"],
-            multiprocess_mode="livemax",
+            multiprocess_mode="liveall",
             registry=r,
         )
         self.reloads = Counter(

@@ -179,7 +179,7 @@ DATATYPES = ("FP16", "FP32", "FP64", *_INT_TYPES)
 
 class V2Tensor(msgspec.Struct):
     name: str
-    shape: list[int]
+    shape: list[int | float]  # JSON has one number type: 4.0 is an integer as much as 4 is
     datatype: str
     data: list[float | list[float]]
     parameters: dict[str, Any] | None = None
@@ -211,6 +211,9 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
     if len(request.inputs) != 1:
         raise InvalidInput(f"Send exactly one input tensor, got {len(request.inputs)}.")
     tensor = request.inputs[0]
+    if not all(isinstance(d, int) or d.is_integer() for d in tensor.shape):
+        raise InvalidInput(f"Input {tensor.name!r}: shape must hold integers, got {tensor.shape}.")
+    tensor.shape = [int(d) for d in tensor.shape]
     width = len(FEATURES)
     if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] < 1:
         raise InvalidInput(
@@ -252,7 +255,7 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
                 f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range."
             )
     with np.errstate(over="ignore"):
-        x = values.reshape(tensor.shape[0], width).astype(np.float32)
+        x = values.reshape(int(tensor.shape[0]), width).astype(np.float32)
     if not np.isfinite(x).all():
         raise InvalidInput(f"Input {tensor.name!r}: a value is out of range for a 32-bit float.")
     return request, x

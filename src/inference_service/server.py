@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import fields
 
@@ -20,10 +21,9 @@ def serve(settings: Settings) -> None:
     # Each worker writes its metrics here and /metrics sums them (prometheus_client multiprocess).
     # A fresh directory per server start, so counters from a previous run never leak in.
     parent = settings.metrics_dir or None
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
-        prefix="inference-metrics-", dir=parent
-    )
-    Granian(
+    metrics_dir = tempfile.mkdtemp(prefix="inference-metrics-", dir=parent)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    server = Granian(
         "inference_service.app:create_app",
         factory=True,
         interface=Interfaces.WSGI,
@@ -33,4 +33,8 @@ def serve(settings: Settings) -> None:
         workers_kill_timeout=settings.drain_seconds,
         respawn_failed_workers=True,
         log_access=False,  # the app writes its own structured access log
-    ).serve()
+    )
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -101,3 +101,57 @@ def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
     modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "onnxruntime" in modules and "flask" in modules
     assert not modules & {"sklearn", "scipy", "pandas", "skl2onnx", "matplotlib"}
+
+
+def test_metrics_add_up_across_worker_processes(trained: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import free_port, wait_ready
+
+    port = free_port()
+    env = {
+        **__import__("os").environ,
+        "INFERENCE_MODEL_DIR": str(trained),
+        "INFERENCE_PORT": str(port),
+        "INFERENCE_WORKERS": "2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inference_service.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        deadline = time.monotonic() + 30
+        while len(worker_pids(url)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # both workers have loaded the model once both report it
+        assert len(worker_pids(url)) == 2
+        for _ in range(40):
+            assert post(f"{url}/inference", ORIGINAL_PAYLOAD)[0] == 200
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    total = {
+        s.labels.get("status"): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "inference_requests_total" and s.labels.get("endpoint") == "/inference"
+    }
+    assert total == {"200": 40.0}
+
+
+def worker_pids(url: str) -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        s.labels["pid"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "inference_model_info" and "pid" in s.labels
+    }

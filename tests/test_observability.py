@@ -1,0 +1,114 @@
+"""Request ids, the access log and Prometheus metrics, through real requests."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from inference_service import artifact
+from tests.conftest import ORIGINAL_PAYLOAD
+
+
+def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
+
+
+def value(
+    all_samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return all_samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_request_id_is_honoured_or_generated(client: FlaskClient) -> None:
+    given = client.post("/inference", json=ORIGINAL_PAYLOAD, headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    generated = client.get("/nowhere")
+    assert len(generated.headers["X-Request-ID"]) == 32
+    hostile = client.get("/livez", headers={"X-Request-ID": "bad id with spaces"})
+    assert hostile.headers["X-Request-ID"] != "bad id with spaces"
+
+
+def test_counters_move_after_real_requests(client: FlaskClient) -> None:
+    before = samples(client)
+    for _ in range(3):
+        assert client.post("/inference", json=ORIGINAL_PAYLOAD).status_code == 200
+    assert client.post("/inference", json=[]).status_code == 400
+    after = samples(client)
+    ok = {"endpoint": "/inference", "method": "POST", "status": "200"}
+    bad = {**ok, "status": "400"}
+    assert (
+        value(after, "inference_requests_total", **ok)
+        - value(before, "inference_requests_total", **ok)
+        == 3
+    )
+    assert (
+        value(after, "inference_requests_total", **bad)
+        - value(before, "inference_requests_total", **bad)
+        == 1
+    )
+    assert (
+        value(after, "inference_predictions_total", label="virginica")
+        - value(before, "inference_predictions_total", label="virginica")
+        == 3
+    )
+    assert (
+        value(after, "inference_rows_per_request_sum")
+        - value(before, "inference_rows_per_request_sum")
+        == 6
+    )
+    latency = {"endpoint": "/inference", "status": "200"}
+    assert value(after, "inference_request_duration_seconds_count", **latency) >= 3
+    assert value(after, "inference_requests_in_flight") == 1  # the /metrics request itself
+
+
+def test_model_info_names_the_live_version(client: FlaskClient, trained: Path) -> None:
+    version = artifact.current_version(trained)
+    info = [
+        (dict(labels), v)
+        for (name, labels), v in samples(client).items()
+        if name == "inference_model_info"
+    ]
+    assert [(labels["version"], v) for labels, v in info] == [(version, 1.0)]
+    assert info[0][0]["name"] == "iris" and info[0][0]["loaded_at"]
+
+
+def test_one_json_access_line_per_request_without_health_probes(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, trained: Path
+) -> None:
+    with caplog.at_level(logging.INFO, logger="inference_service.access"):
+        client.get("/livez")
+        client.get("/readyz")
+        client.post("/inference", json=ORIGINAL_PAYLOAD, headers={"X-Request-ID": "r-1"})
+        client.post("/inference", data=b"[]", content_type="application/json")
+    lines = [r for r in caplog.records if r.name == "inference_service.access"]
+    assert len(lines) == 2
+    ok, bad = (r.fields for r in lines)  # type: ignore[attr-defined]
+    assert ok["path"] == "/inference" and ok["status"] == 200 and ok["rows"] == 2
+    assert ok["request_id"] == "r-1"
+    assert ok["model_version"] == artifact.current_version(trained)
+    assert ok["duration_ms"] > 0
+    assert bad["status"] == 400 and "empty array" in bad["error"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_json_formatter_writes_one_object_per_line() -> None:
+    from inference_service.observability import JsonFormatter
+
+    record = logging.LogRecord("inference_service.access", logging.INFO, "", 0, "request", (), None)
+    record.fields = {"status": 200, "request_id": "x"}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (
+        parsed["status"] == 200 and parsed["level"] == "info" and parsed["time"].endswith("+00:00")
+    )
