@@ -81,9 +81,17 @@ pipeline: $(VENV)/.synced ## the deploy workflow's stages, run locally
 bench: $(MODEL_DIR)/current ## benchmark against the original design (wrk, ~5 min)
 	bench/run.sh
 
+.PHONY: fuzz
+fuzz: $(VENV)/.synced ## contract fuzzing against a live server, full size (FUZZ_EXAMPLES=...)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1500} $(VENV)/bin/pytest -p no:cacheprovider tests/e2e/test_fuzz.py
+
+.PHONY: soak
+soak: $(MODEL_DIR)/current ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to docs/reliability.md
+	$(VENV)/bin/python scripts/soak.py
+
 .PHONY: tf-validate
 tf-validate: ## terraform init -backend=false and validate (needs the provider registry)
-	for dir in infra/terraform infra/terraform/aks; do \
+	for dir in infra/terraform infra/terraform/aks infra/terraform/examples/basic; do \
 	  terraform -chdir=$$dir init -backend=false -input=false && terraform -chdir=$$dir validate || exit 1; \
 	done
 
