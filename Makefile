@@ -98,3 +98,77 @@ tf-validate: ## terraform init -backend=false and validate (needs the provider r
 .PHONY: clean
 clean: ## remove the environment, models and caches
 	rm -rf $(VENV) .tools models .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# --- Delivery: GitHub Actions workflows and their local twins (docs/delivery.md) ---
+
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+
+.PHONY: workflow-lint
+workflow-lint: $(VENV)/.synced ## actionlint and the GitHub workflow schema on .github/workflows
+	$(VENV)/bin/actionlint $(WORKFLOWS)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+
+.PHONY: checkov
+checkov: $(VENV)/.synced ## checkov on the Dockerfile, the Terraform and the workflows
+	$(VENV)/bin/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
+	$(VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/terraform
+	$(VENV)/bin/checkov --quiet --compact --skip-download --framework github_actions -d .github/workflows
+
+.PHONY: audit
+audit: | $(UV) ## pip-audit of every locked dependency (needs PyPI and its advisory data)
+	@mkdir -p .tools
+	$(UV) export --frozen --all-extras --no-emit-project --format requirements-txt -o .tools/audit-requirements.txt
+	$(UV) tool run pip-audit==2.10.1 --strict --disable-pip --require-hashes -r .tools/audit-requirements.txt
+
+.PHONY: ci-deps
+ci-deps: ## GitHub-hosted Ubuntu runner only: install the tools `make test` needs (sudo)
+	sudo apt-get update -q
+	sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx shellcheck cloud-init debootstrap
+	test -x /usr/bin/chromium || sudo ln -s "$$(command -v google-chrome)" /usr/bin/chromium
+	sudo bash scripts/docker-engine.sh
+
+TF_DIR ?= infra/terraform
+TF_PLAN ?= tfplan
+TF_BACKEND = -backend-config=resource_group_name=$(TFSTATE_RESOURCE_GROUP) \
+	-backend-config=storage_account_name=$(TFSTATE_STORAGE_ACCOUNT) \
+	-backend-config=container_name=$(or $(TFSTATE_CONTAINER),tfstate) \
+	-backend-config=key=$(or $(TFSTATE_KEY),inference-service/vm.tfstate) \
+	-backend-config=use_azuread_auth=true -backend-config=use_oidc=true
+
+.PHONY: tf-plan
+tf-plan: ## terraform init (azurerm state from TFSTATE_*) and plan into TF_DIR/TF_PLAN
+	terraform -chdir=$(TF_DIR) init -input=false $(TF_BACKEND)
+	terraform -chdir=$(TF_DIR) plan -input=false -out=$(TF_PLAN)
+
+.PHONY: tf-apply
+tf-apply: ## terraform init and apply exactly the saved plan TF_DIR/TF_PLAN
+	terraform -chdir=$(TF_DIR) init -input=false $(TF_BACKEND)
+	terraform -chdir=$(TF_DIR) apply -input=false $(TF_PLAN)
+
+K8S_OVERLAY ?= deploy/k8s/overlays/prod
+K8S_NAMESPACE ?= inference-service
+ACR_IMAGE = $(ACR_NAME).azurecr.io/$(IMAGE_NAME):$(IMAGE_TAG)
+
+.PHONY: aks-credentials
+aks-credentials: ## kubeconfig for AKS_CLUSTER in AKS_RESOURCE_GROUP from the az login (kubelogin)
+	az aks get-credentials --resource-group $(AKS_RESOURCE_GROUP) --name $(AKS_CLUSTER) --overwrite-existing
+	kubelogin convert-kubeconfig -l azurecli
+
+.PHONY: aks-push
+aks-push: ## push IMAGE to ACR_NAME and pin K8S_OVERLAY to its tag and digest
+	az acr login --name $(ACR_NAME)
+	docker tag $(IMAGE) $(ACR_IMAGE)
+	docker push $(ACR_IMAGE)
+	digest="$$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' $(ACR_IMAGE) \
+	  | grep -m1 '^$(ACR_NAME).azurecr.io/$(IMAGE_NAME)@')" && \
+	  cd $(K8S_OVERLAY) && kustomize edit set image "inference-service=$(ACR_IMAGE)@$${digest#*@}"
+
+.PHONY: aks-deploy
+aks-deploy: ## kubectl apply -k K8S_OVERLAY and wait for the rollout
+	kubectl apply -k $(K8S_OVERLAY)
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/inference-service --timeout=5m
+
+.PHONY: aks-rollback
+aks-rollback: ## kubectl rollout undo, then wait for the previous revision
+	kubectl -n $(K8S_NAMESPACE) rollout undo deployment/inference-service
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/inference-service --timeout=5m
