@@ -47,6 +47,7 @@ class Server:
     what: str
     argv: tuple[str, ...]
     answers: str  # "service": {"predictions": [...], ...}; "original": [...]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def servers() -> list[Server]:
@@ -54,21 +55,13 @@ def servers() -> list[Server]:
         str(BIN / n) for n in ("python", "inference-service", "granian", "gunicorn")
     )
     factory = "inference_service.app:create_app"
+    serve = (cli, *f"serve --host {HOST} --port {{port}} --workers 1".split())
     gran = (
         granian,
-        "--interface",
-        "wsgi",
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        "{port}",
-        "--workers",
-        "1",
-        "--no-ws",
-        "--log-level",
-        "warning",
+        *f"--interface wsgi --factory --host {HOST} --port {{port}}".split(),
+        *"--workers 1 --no-ws --log-level warning".split(),
     )
+    guni = (gunicorn, "-b", f"{HOST}:{{port}}", "-w", "1")
     return [
         Server(
             "baseline",
@@ -78,43 +71,45 @@ def servers() -> list[Server]:
         ),
         Server(
             "service",
-            "inference-service serve --workers 1 (the default, server.py)",
-            (cli, "serve", "--host", HOST, "--port", "{port}", "--workers", "1"),
+            "inference-service serve --workers 1 (the default: server.py)",
+            serve,
             "service",
         ),
         Server(
-            "granian-bt512",
-            "same app, granian WSGI, --blocking-threads 512",
-            (*gran, "--blocking-threads", "512", factory),
+            "service-nolog",
+            "the same with INFERENCE_ACCESS_LOG=false",
+            serve,
+            "service",
+            (("INFERENCE_ACCESS_LOG", "false"),),
+        ),
+        Server(
+            "granian-default",
+            "same app, granian WSGI CLI defaults (512 blocking threads)",
+            (*gran, factory),
             "service",
         ),
         Server(
-            "granian-bt4",
-            "same app, granian WSGI, --blocking-threads 4",
-            (*gran, "--blocking-threads", "4", factory),
+            "granian-bp16",
+            "same app, granian WSGI --backpressure 16 (8 blocking threads)",
+            (*gran, "--backpressure", "16", factory),
+            "service",
+        ),
+        Server(
+            "granian-bt1",
+            "same app, granian WSGI --blocking-threads 1",
+            (*gran, "--blocking-threads", "1", factory),
             "service",
         ),
         Server(
             "gunicorn-sync",
             "same app, gunicorn -k sync -w 1",
-            (gunicorn, "-w", "1", "-k", "sync", "-b", f"{HOST}:{{port}}", f"{factory}()"),
+            (*guni, "-k", "sync", f"{factory}()"),
             "service",
         ),
         Server(
             "gunicorn-gthread",
             "same app, gunicorn -k gthread -w 1 --threads 4",
-            (
-                gunicorn,
-                "-w",
-                "1",
-                "-k",
-                "gthread",
-                "--threads",
-                "4",
-                "-b",
-                f"{HOST}:{{port}}",
-                f"{factory}()",
-            ),
+            (*guni, "-k", "gthread", "--threads", "4", f"{factory}()"),
             "service",
         ),
     ]
@@ -132,6 +127,7 @@ class Run:
     verified: bool = False
     rss_mb: float = 0.0
     rss_worker_mb: float = 0.0
+    cpu_us: float = 0.0
     cold_s: float = 0.0
     ratio: float = 0.0
     wrk: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +254,21 @@ def group_rss_mb(pgid: int) -> tuple[float, float]:
     return (sum(sizes), max(sizes)) if sizes else (0.0, 0.0)
 
 
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds used so far by the process group (its threads included)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def post(
     port: int, body: bytes, timeout: float = 5.0, conn: http.client.HTTPConnection | None = None
 ) -> tuple[int, bytes]:
@@ -361,6 +372,7 @@ def bench_server(
     env: dict[str, str],
 ) -> tuple[list[Run], Extra]:
     log = out / f"{server.name}.log"
+    env = {**env, **dict(server.env)}
     extra = Extra(server.name)
     proc = None
     for i in range(args.spawns):
@@ -374,7 +386,9 @@ def bench_server(
     try:
         for name in PAYLOADS:
             wrk(port, name, server.answers, args.warmup, args.connections, out)
+            cpu = group_cpu_s(proc.pid)
             result = wrk(port, name, server.answers, args.duration, args.connections, out)
+            cpu = group_cpu_s(proc.pid) - cpu
             (out / f"wrk_{server.name}_{name}.txt").write_text(result.pop("raw"))
             status, answer = post(port, assets[name]["body"])
             verified = status == 200 and labels_of(answer, server.answers) == assets[name]["labels"]
@@ -395,6 +409,7 @@ def bench_server(
                     rss_worker_mb=worker,
                     cold_s=cold,
                     wrk=result,
+                    cpu_us=cpu / max(result["requests"], 1) * 1e6,
                 )
             )
         extra.big_ms, extra.big_samples, extra.big_ok = big_request(
@@ -414,7 +429,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per payload")
     parser.add_argument("--warmup", type=int, default=2, help="discarded seconds per payload")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--spawns", type=int, default=5, help="cold starts per server (median)")
+    parser.add_argument("--spawns", type=int, default=3, help="cold starts per server (median)")
     parser.add_argument(
         "--model-dir", type=Path, default=Path(os.environ.get("INFERENCE_MODEL_DIR", "models/iris"))
     )
