@@ -117,7 +117,7 @@ checkov: $(VENV)/.synced ## checkov on the Dockerfile, the Terraform and the wor
 .PHONY: audit
 audit: | $(UV) ## pip-audit of every locked dependency (needs PyPI and its advisory data)
 	@mkdir -p .tools
-	$(UV) export --frozen --all-extras --no-emit-project --format requirements-txt -o .tools/audit-requirements.txt
+	$(UV) export --quiet --frozen --all-extras --no-emit-project --format requirements-txt -o .tools/audit-requirements.txt
 	$(UV) tool run pip-audit==2.10.1 --strict --disable-pip --require-hashes -r .tools/audit-requirements.txt
 
 .PHONY: ci-deps
