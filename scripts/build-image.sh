@@ -6,6 +6,7 @@
 # so it lands in a label (labels cannot be computed inside a build). The second pass reuses the
 # first's cached layers and the Dockerfile fails if the two disagree.
 # Also tags inference-service:latest and inference-service:model-<model version>.
+# NO_CACHE=1 rebuilds every layer (a cold build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,11 +27,13 @@ if [[ -z "${DOCKER_BUILDKIT:-}" ]] && ! docker buildx version >/dev/null 2>&1; t
 fi
 
 args=(--build-arg "GIT_COMMIT=$commit")
+cache=()
+[[ "${NO_CACHE:-0}" == 1 ]] && cache=(--no-cache)  # the first pass only; the second reuses it
 start=$SECONDS
 echo "building the model stage (commit $commit)"
 iidfile="$(mktemp)"
 trap 'rm -f "$iidfile"' EXIT
-docker build --target model --iidfile "$iidfile" "${args[@]}" .
+docker build --target model --iidfile "$iidfile" "${cache[@]}" "${args[@]}" .
 model_stage="$(cat "$iidfile")"
 model_version="$(docker run --rm --network none --entrypoint cat "$model_stage" /app/models/iris/current)"
 echo "model version $model_version"

@@ -147,6 +147,13 @@ class Host:
         return dict(json.loads((self.root / "state" / "state.json").read_text()))
 
 
+def record(figure: str, value: object) -> None:
+    """Append a measured figure to $E2E_FIGURES_FILE (scripts/measure-deploy.sh sets it)."""
+    if target := os.environ.get("E2E_FIGURES_FILE"):
+        with open(target, "a") as f:
+            f.write(json.dumps({"figure": figure, "value": value}) + "\n")
+
+
 def free_port() -> int:
     import socket
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e.conftest import ORIGINAL_LABELS, ORIGINAL_PAYLOAD, Host, docker, get_json
+from tests.e2e.conftest import (
+    ORIGINAL_LABELS,
+    ORIGINAL_PAYLOAD,
+    Host,
+    docker,
+    get_json,
+    record,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -99,7 +106,9 @@ def test_deploy_under_load_drops_no_request_and_switches_to_the_new_release(
         time.sleep(3)
         done = host.deploy("up", derived_images["v2"])
         deployed_at = time.monotonic()
+        record("deploy_seconds_under_load", round(deployed_at - begin - 3, 2))
         time.sleep(max(3.0, 20 - (deployed_at - begin)))
+    record("zero_downtime_requests", {"ok": load.ok, "failed": len(load.failures)})
     assert done.returncode == 0, done.stderr
     assert load.failures == [], Counter(load.failures).most_common(5)
     assert load.ok > 500, f"only {load.ok} requests in the load window"
@@ -121,6 +130,8 @@ def test_broken_release_is_refused_and_the_live_one_keeps_answering(
         done = host.deploy("up", derived_images["broken"], "--ready-timeout", "15")
         refused_after = time.monotonic() - started
         time.sleep(2)
+    record("broken_deploy_refused_seconds", round(refused_after, 2))
+    record("broken_deploy_requests", {"ok": load.ok, "failed": len(load.failures)})
     assert done.returncode != 0
     assert "not deployed" in done.stderr and "fails its checksum" in done.stderr, done.stderr
     assert refused_after < 15 + 10
@@ -142,7 +153,9 @@ def test_rollback_brings_back_the_previous_release(
         get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)[1]["model"]["version"]
         == (derived_images["v2_version"])
     )
+    started = time.monotonic()
     done = host.deploy("rollback")
+    record("rollback_seconds", round(time.monotonic() - started, 2))
     assert done.returncode == 0, done.stderr
     status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
     assert status == 200 and body["model"]["version"] == derived_images["v1_version"]
