@@ -188,9 +188,13 @@ def switch(settings: DeploySettings, port: int | None, release: str = "none") ->
         raise
     try:
         nginx(settings, "-s", "reload")
-    except ProxyError:
-        _restore(conf, before)
-        raise
+    except ProxyError as exc:
+        # The config is valid (nginx -t passed), so a failed reload means nginx is not running.
+        try:
+            nginx(settings, timeout=15)
+        except ProxyError:
+            _restore(conf, before)
+            raise exc from None
 
 
 def _restore(conf: Path, before: str | None) -> None:
