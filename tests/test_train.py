@@ -115,3 +115,11 @@ def test_card_that_describes_another_version_is_refused(model_dir: Path) -> None
     card_file.write_text(json.dumps(card))
     with pytest.raises(ArtifactError, match="does not describe version"):
         artifact.read(model_dir)
+
+
+def test_unreadable_model_is_an_artifact_error_not_a_crash(model_dir: Path) -> None:
+    version = artifact.current_version(model_dir)
+    (model_dir / version / "model.onnx").unlink()
+    (model_dir / version / "model.onnx").mkdir()  # reading a directory fails with an OSError
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        artifact.read(model_dir)

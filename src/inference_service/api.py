@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from inference_service.errors import (
     InvalidInput,
     ModelNotReady,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -25,15 +27,24 @@ from inference_service.model import Model
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 _encode = msgspec.json.Encoder().encode
+_JSON_SUFFIX = re.compile(r"application/[\w.+-]+\+json")
 FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class Live:
-    """The model this process serves; `model` is swapped whole by a reload, never mutated."""
+    """What this process serves. `model` is swapped whole by a reload, never mutated."""
 
-    def __init__(self, model: Model | None = None, error: str | None = None) -> None:
+    def __init__(self, settings: Settings, model: Model | None = None) -> None:
+        self.settings = settings
         self.model = model
-        self.error = error
+        self.error: str | None = None
+        self.keys = tuple(k.encode() for k in settings.keys())
+
+    def ready_model(self) -> Model:
+        model = self.model  # read once: a reload may swap it meanwhile
+        if model is None:
+            raise ModelNotReady(f"No model is loaded: {self.error or 'still starting'}.")
+        return model
 
 
 def live() -> Live:
@@ -41,85 +52,75 @@ def live() -> Live:
     return state
 
 
-def settings_of(app: Flask) -> Settings:
-    value: Settings = app.config["SETTINGS"]
-    return value
-
-
-def settings() -> Settings:
-    value: Settings = current_app.config["SETTINGS"]
-    return value
-
-
 def json_response(body: bytes | Any, status: int = 200) -> Response:
     data = body if isinstance(body, bytes) else _encode(body)
     return Response(data, status=status, mimetype="application/json")
 
 
-def _model() -> Model:
-    state = live()
-    if state.model is None:
-        raise ModelNotReady(f"No model is loaded: {state.error or 'still starting'}.")
-    return state.model
-
-
-def _json_body() -> bytes:
+def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
     # A missing Content-Type is read as JSON (V2 clients such as tritonclient send none);
     # any other declared type is refused.
-    if request.mimetype and not request.is_json:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}."
-        )
-    return request.get_data(cache=False)
+    mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if mimetype and mimetype != "application/json" and not _JSON_SUFFIX.fullmatch(mimetype):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {mimetype!r}.")
+    length = environ.get("CONTENT_LENGTH", "")
+    if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
+        # The common case, read straight from the server: werkzeug's stream wrappers cost more
+        # than the whole inference for a small body.
+        limit = state.settings.max_body_bytes
+        if int(length) > limit:
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+        data: bytes = environ["wsgi.input"].read(int(length))
+        return data
+    return request.get_data(cache=False)  # chunked: werkzeug applies MAX_CONTENT_LENGTH
 
 
-def _authorize() -> None:
+def _authorize(state: Live, environ: dict[str, Any]) -> None:
     """With API keys set, require `Authorization: Bearer <key>`, compared in constant time."""
-    keys: tuple[bytes, ...] = current_app.config["API_KEYS"]
-    if not keys:
+    if not state.keys:
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
+    scheme, _, given = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
     offered = given.strip().encode() if scheme.lower() == "bearer" else b""
     matched = False
-    for key in keys:  # no early exit: the time taken does not depend on which key matched
+    for key in state.keys:  # no early exit: the time taken does not depend on which key matched
         matched |= hmac.compare_digest(offered, key)
     if not matched:
         raise Unauthorized("Missing or invalid API key.")
 
 
-def _model_named(name: str, version: str | None = None) -> Model:
+def _model_named(state: Live, name: str, version: str | None = None) -> Model:
     if name != MODEL_NAME:
         raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
-    model = _model()
+    model = state.ready_model()
     if version is not None and version != model.version:
         raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
     return model
 
 
-def _flag(name: str) -> bool:
+def _flag(environ: dict[str, Any], name: str) -> bool:
+    if not environ.get("QUERY_STRING"):
+        return False
     raw = request.args.get(name, "false").lower()
     if raw not in FLAGS:
         raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.")
     return FLAGS[raw]
 
 
-def _record(model: Model, labels: list[str]) -> None:
+def _record(environ: dict[str, Any], model: Model, labels: list[str]) -> None:
     """Leave what the access log and metrics need in the WSGI environ."""
-    environ = request.environ
-    environ["inference.rows"] = len(labels)
     environ["inference.labels"] = labels
     environ["inference.model_version"] = model.version
 
 
 @bp.post("/inference")
 def inference() -> Response:
-    _authorize()
-    x = protocol.parse_records(_json_body(), settings().max_rows)
-    model = _model()
+    state, environ = live(), request.environ
+    _authorize(state, environ)
+    x = protocol.parse_records(_json_body(state, environ), state.settings.max_rows)
+    model = state.ready_model()
     labels, probabilities = model.predict(x)
-    with_probabilities = _flag("probabilities")
-    _record(model, labels)
+    with_probabilities = _flag(environ, "probabilities")
+    _record(environ, model, labels)
     return json_response(
         protocol.records_response(
             model.name,
@@ -134,11 +135,12 @@ def inference() -> Response:
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def v2_infer(name: str, version: str | None = None) -> Response:
-    _authorize()
-    model = _model_named(name, version)
-    body, x = protocol.parse_v2(_json_body(), settings().max_rows)
+    state, environ = live(), request.environ
+    _authorize(state, environ)
+    model = _model_named(state, name, version)
+    body, x = protocol.parse_v2(_json_body(state, environ), state.settings.max_rows)
     labels, probabilities = model.predict(x)
-    _record(model, labels)
+    _record(environ, model, labels)
     return json_response(
         protocol.v2_response(model.name, model.version, body, labels, probabilities)
     )
@@ -163,7 +165,7 @@ def v2_ready() -> Response:
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def v2_model(name: str, version: str | None = None) -> Response:
-    model = _model_named(name, version)
+    model = _model_named(live(), name, version)
     card = model.card
     return json_response(
         {
@@ -202,7 +204,7 @@ def v2_model_ready(name: str, version: str | None = None) -> Response:
 @bp.get("/model")
 def model_card() -> Response:
     """The full model card of the live model."""
-    return json_response(_model().card)
+    return json_response(live().ready_model().card)
 
 
 @bp.get("/livez")
@@ -232,7 +234,7 @@ def _http_error(exc: HTTPException) -> Response:
     messages = {
         404: f"No endpoint at {request.path}; see /docs for the API.",
         405: f"{request.method} is not allowed on {request.path}.",
-        413: f"The body is larger than the limit of {settings().max_body_bytes} bytes.",
+        413: f"The body is larger than the limit of {live().settings.max_body_bytes} bytes.",
     }
     message = messages.get(exc.code or 0) or exc.description or exc.name
     request.environ["inference.error"] = message
@@ -248,7 +250,6 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    app.config["API_KEYS"] = tuple(k.encode() for k in settings_of(app).keys())
     app.register_blueprint(bp)
     app.register_error_handler(InferenceError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = observability.init_app(app, settings)
-    state = api.Live()
+    state = api.Live(settings)
     try:
         model = Model.load(settings.model_dir)
     except ArtifactError as exc:

@@ -48,6 +48,8 @@ def current_version(model_dir: Path) -> str:
         raise ArtifactError(
             f"no model in {model_dir}: {POINTER_FILE} is missing (run `inference-service train`)"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{model_dir / POINTER_FILE} cannot be read: {exc}") from None
     if not version or "/" in version or version.startswith("."):
         raise ArtifactError(f"{model_dir / POINTER_FILE} holds an invalid version {version!r}")
     return version
@@ -62,6 +64,8 @@ def read(model_dir: Path, version: str | None = None) -> Artifact:
         onnx = (path / MODEL_FILE).read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"model {version} is incomplete: {exc.filename} is missing") from None
+    except OSError as exc:  # unreadable (permissions, I/O): not servable, but not a crash either
+        raise ArtifactError(f"model {version} cannot be read: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path / CARD_FILE} is not valid JSON: {exc}") from None
     if not isinstance(card, dict) or card.get("version") != version:

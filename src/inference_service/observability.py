@@ -1,20 +1,26 @@
 """Request ids, one JSON access-log line per request, and Prometheus metrics.
 
+All three live in one WSGI middleware around the Flask app, so they cost a few microseconds per
+request instead of a chain of Flask hooks (docs/performance.md has the profile).
+
 Metrics work with several worker processes: `serve` points PROMETHEUS_MULTIPROC_DIR at a fresh
 directory before the workers start, and /metrics then aggregates every worker's values.
 """
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import logging
 import os
 import re
 import sys
+import threading
 import time
-import uuid
 from collections import Counter as Tally
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from flask import Flask, Response, request
@@ -30,11 +36,14 @@ from prometheus_client import (
 
 from inference_service.config import Settings
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"[\w.:@/+=-]{1,128}")
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"})
+ACCESS_LOGGER = "inference_service.access"
 _encode = msgspec.json.Encoder().encode
-access_log = logging.getLogger("inference_service.access")
 
 
 class Metrics:
@@ -78,6 +87,29 @@ class Metrics:
         self.reloads = Counter(
             "inference_model_reloads", "Model reload attempts.", ["result"], registry=r
         )
+        # labels() takes a lock and builds a key on every call; the children never change.
+        self._by_request: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._by_label: dict[str, Any] = {}
+
+    def observe(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        key = (endpoint, method, status)
+        children = self._by_request.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, method, status),
+                self.latency.labels(endpoint, status),
+            )
+            self._by_request[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def predicted(self, labels: list[str]) -> None:
+        self.rows.observe(len(labels))
+        for label, count in Tally(labels).items():
+            child = self._by_label.get(label)
+            if child is None:
+                child = self._by_label[label] = self.predictions.labels(label)
+            child.inc(count)
 
     def model_loaded(self, name: str, version: str, loaded_at: float, previous: Any = None) -> None:
         if previous is not None:
@@ -93,17 +125,105 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class AccessLog:
+    """JSON access lines, buffered and written by a background thread a few times a second.
+
+    One write system call per request was the largest single cost on the request path; a crash
+    loses at most the last `interval` seconds of access lines (never other log records).
+    """
+
+    def __init__(self, sink: Callable[[bytes], object] | None = None, interval: float = 0.2):
+        self._sink = sink or (lambda data: os.write(sys.stderr.fileno(), data))
+        self._lines: list[bytes] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, args=(interval,), name="access-log", daemon=True).start()
+        atexit.register(self.flush)
+
+    def write(self, fields: dict[str, Any]) -> None:
+        line = {"time": _iso(time.time()), "level": "info", "logger": ACCESS_LOGGER}
+        line["message"] = "request"
+        line.update(fields)
+        self._lines.append(_encode(line) + b"\n")  # list.append is atomic under the GIL
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                self._sink(b"".join(lines))
+
+    def _run(self, interval: float) -> None:
+        while not self._wake.wait(interval):
+            self.flush()
+
+
+class Observe:
+    """WSGI middleware: request id in and out, timing, metrics and the access line."""
+
+    def __init__(self, app: WSGIApplication, metrics: Metrics, log: AccessLog | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = log
+        self._ids = itertools.count()
+        self._prefix = os.urandom(6).hex()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        if incoming and _VALID_ID.fullmatch(incoming):
+            request_id = incoming
+        else:  # unique per process start and request, without a system call
+            request_id = f"{self._prefix}{next(self._ids):08x}"
+        environ["inference.id"] = request_id
+        status_line = ""
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal status_line
+            status_line = status
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
+        try:
+            body = self.app(environ, start)
+        finally:
+            in_flight.dec()
+        duration = time.perf_counter() - started
+        endpoint = environ.get("inference.endpoint", "unmatched")
+        status = status_line[:3]
+        method = environ["REQUEST_METHOD"]
+        self.metrics.observe(endpoint, method, status, duration)
+        labels = environ.get("inference.labels")
+        if labels is not None:
+            self.metrics.predicted(labels)
+        path = environ.get("PATH_INFO", "")
+        if self.log is not None and path not in QUIET_PATHS:
+            self.log.write(
+                {
+                    "method": method,
+                    "path": path,
+                    "status": int(status or 0),
+                    "duration_ms": round(duration * 1000, 3),
+                    "rows": None if labels is None else len(labels),
+                    "model_version": environ.get("inference.model_version"),
+                    "request_id": request_id,
+                    "error": environ.get("inference.error"),
+                }
+            )
+        return body
+
+
 def configure_logging(settings: Settings) -> None:
     """Root logging once per process: JSON lines or plain text, at the configured level."""
     root = logging.getLogger()
     if getattr(root, "_inference_configured", False):
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if settings.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     root._inference_configured = True  # type: ignore[attr-defined]
@@ -123,67 +243,38 @@ class JsonFormatter(logging.Formatter):
         return _encode(line).decode()
 
 
+class _TextAccessLog(AccessLog):
+    """With text logs, access lines go through logging like everything else (slower)."""
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+
+    def write(self, fields: dict[str, Any]) -> None:
+        self._logger.info("request %s", " ".join(f"{k}={v}" for k, v in fields.items()))
+
+    def flush(self) -> None:
+        pass
+
+
 def init_app(app: Flask, settings: Settings) -> Metrics:
     metrics = Metrics()
     app.extensions["metrics"] = metrics
-    log_requests = settings.access_log and access_log.isEnabledFor(logging.INFO)
+    log: AccessLog | None = None
+    if settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        log = AccessLog() if settings.log_format == "json" else _TextAccessLog()
+    app.extensions["access_log"] = log
+    app.wsgi_app = Observe(app.wsgi_app, metrics, log)  # type: ignore[method-assign]
 
     @app.before_request
-    def start() -> None:
-        environ = request.environ
-        environ["inference.start"] = time.perf_counter()
-        incoming = environ.get("HTTP_X_REQUEST_ID")
-        environ["inference.id"] = (
-            incoming if incoming and _VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
-        )
-        metrics.in_flight.inc()
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        environ = request.environ
-        request_id = environ.get("inference.id") or uuid.uuid4().hex
-        response.headers[REQUEST_ID_HEADER] = request_id
-        started = environ.get("inference.start")
-        if started is None:
-            return response
-        duration = time.perf_counter() - started
+    def name_the_endpoint() -> None:
+        # The route pattern, not the path, keeps metric label values few.
         rule = request.url_rule
-        endpoint = rule.rule if rule is not None else "unmatched"
-        status = str(response.status_code)
-        metrics.requests.labels(endpoint, request.method, status).inc()
-        metrics.latency.labels(endpoint, status).observe(duration)
-        rows = environ.get("inference.rows")
-        if rows is not None:
-            metrics.rows.observe(rows)
-            labels: list[str] = environ["inference.labels"]
-            for label, count in Tally(labels).items():
-                metrics.predictions.labels(label).inc(count)
-        if log_requests and request.path not in QUIET_PATHS:
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "duration_ms": round(duration * 1000, 3),
-                        "rows": rows,
-                        "model_version": environ.get("inference.model_version"),
-                        "request_id": request_id,
-                        "error": environ.get("inference.error"),
-                    }
-                },
-            )
-        return response
-
-    @app.teardown_request
-    def done(_: BaseException | None) -> None:
-        if "inference.start" in request.environ:
-            metrics.in_flight.dec()
+        if rule is not None:
+            request.environ["inference.endpoint"] = rule.rule
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
-        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST.split(";")[0])
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     return metrics
 
