@@ -97,3 +97,14 @@ def test_invalid_setting_is_a_usage_error(trained: Path) -> None:
     )
     assert out.returncode == 2
     assert b"INFERENCE_PORT='http' is not a valid int" in out.stderr
+
+
+def test_smoke_key_falls_back_to_the_services_own_keys(tmp_path: Path) -> None:
+    from inference_service.smoke import default_key
+
+    assert default_key({}) is None
+    assert default_key({"INFERENCE_API_KEYS": "first, second"}) == "first"
+    assert default_key({"INFERENCE_API_KEY": "mine", "INFERENCE_API_KEYS": "first"}) == "mine"
+    keys = tmp_path / "keys"
+    keys.write_text("\nfrom-file\n")
+    assert default_key({"INFERENCE_API_KEYS": str(keys)}) == "from-file"

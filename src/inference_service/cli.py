@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     smoke = commands.add_parser("smoke", help="check a running service end to end")
     smoke.add_argument("url", help="base URL, e.g. http://127.0.0.1:6666")
     smoke.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
-    smoke.add_argument("--api-key", help="bearer key (default INFERENCE_API_KEY)")
+    smoke.add_argument(
+        "--api-key",
+        help="bearer key (default: INFERENCE_API_KEY, else the first INFERENCE_API_KEYS)",
+    )
 
     deploy = commands.add_parser(
         "deploy", help="zero-downtime deploys on one Docker host (install, up, rollback, status)"

@@ -8,9 +8,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 from inference_service import MODEL_NAME
+from inference_service.config import Settings
 
 ORIGINAL_PAYLOAD = [{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "3": 1}]
 ORIGINAL_LABELS = ["virginica", "versicolor"]
@@ -26,7 +28,7 @@ class SmokeFailure(Exception):
 def run(url: str, timeout: float = 60.0, api_key: str | None = None) -> int:
     """Exit status 0 when every check passes; otherwise print the reason and return 1."""
     base = url.rstrip("/").removesuffix("/inference")
-    key = api_key or os.environ.get("INFERENCE_API_KEY")
+    key = api_key or default_key()
     try:
         version = wait_ready(base, timeout)
         check(base, key)
@@ -35,6 +37,14 @@ def run(url: str, timeout: float = 60.0, api_key: str | None = None) -> int:
         return 1
     print(f"smoke passed against {base} (model {version})")  # noqa: T201
     return 0
+
+
+def default_key(environ: Mapping[str, str] = os.environ) -> str | None:
+    """INFERENCE_API_KEY, else the first of the service's own INFERENCE_API_KEYS, else none."""
+    if key := environ.get("INFERENCE_API_KEY"):
+        return key
+    keys = Settings(api_keys=environ.get("INFERENCE_API_KEYS", "")).keys()
+    return keys[0] if keys else None
 
 
 def wait_ready(base: str, timeout: float) -> str:

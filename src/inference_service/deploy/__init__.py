@@ -21,7 +21,7 @@ from typing import Any
 
 from inference_service import smoke
 from inference_service.deploy import engine, proxy, state
-from inference_service.deploy.settings import ENV, DeploySettings, smoke_key
+from inference_service.deploy.settings import ENV, DeploySettings
 
 __all__ = ["main"]
 
@@ -148,7 +148,7 @@ def _release(
         _say(f"2/5 waiting up to {settings.ready_timeout:g} s for readiness")
         version = engine.wait_ready(settings, name, port, settings.ready_timeout)
         _say(f"3/5 smoke test against {direct} (model {version})")
-        smoke.check(direct, smoke_key(environ))
+        smoke.check(direct, smoke.default_key(environ))
         _say(f"4/5 switching the proxy on :{settings.proxy_port} to 127.0.0.1:{port}")
         proxy.switch(settings, port, name)
     except (engine.EngineError, smoke.SmokeFailure, proxy.ProxyError) as exc:

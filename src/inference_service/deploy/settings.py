@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -104,16 +103,3 @@ def container_env(environ: Mapping[str, str]) -> list[str]:
         for name, value in environ.items()
         if name.startswith("INFERENCE_") and name not in own and value != ""
     )
-
-
-def smoke_key(environ: Mapping[str, str] = os.environ) -> str | None:
-    """A bearer key the smoke test can use when the service requires one."""
-    if key := environ.get("INFERENCE_API_KEY"):
-        return key
-    keys = environ.get("INFERENCE_API_KEYS", "").strip()
-    if not keys:
-        return None
-    if "," not in keys and os.path.isfile(keys):
-        lines = [k.strip() for k in Path(keys).read_text().splitlines() if k.strip()]
-        return lines[0] if lines else None
-    return keys.split(",")[0].strip() or None
