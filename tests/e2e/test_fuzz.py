@@ -1,0 +1,202 @@
+"""Contract fuzzing: schemathesis generates requests from the live server's /openapi.json.
+
+Every operation is fuzzed with positive (schema-valid) and negative (schema-violating) data,
+after its documented examples and schemathesis's boundary-value coverage cases. Each response
+must be below 500, match the documented status codes, content types, headers and schemas, and
+every 4xx must be JSON with a string `error`.
+
+`positive_data_acceptance` is left out on purpose: some rules cannot be written in JSON Schema
+(V2 `data` must hold exactly N x 4 values for `shape` [N, 4]; records of one request share one key
+style), so schema-valid requests may rightly get 400. `negative_data_rejection` stays on: anything
+the schema forbids must be refused with a 4xx.
+
+The versioned operations are fuzzed twice: with generated versions (almost always 404) and with
+the live version pinned, so their 200 path is fuzzed as well.
+
+FUZZ_EXAMPLES (default 300; `make fuzz` sets 1500) is the least number of requests a run sends;
+the generated examples per operation derive from it, most for the three operations that parse a
+body. Every request has a 5 s timeout and shrinking is off, so a run is bounded by the budget.
+The last test prints the count per operation and status (and writes it to $FUZZ_REPORT).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import free_port, wait_ready
+
+BUDGET = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+OPERATIONS = 16
+# Generated examples per operation (the documented examples and boundary-value cases come on
+# top): two thirds of the budget for the 3 operations that parse bodies, the rest for the 13
+# read-only ones and for a second pass over the 3 versioned ones at the live version.
+INFER_EXAMPLES = math.ceil(BUDGET * 2 / 3 / 3)
+READ_EXAMPLES = max(5, math.ceil(BUDGET / 6 / 13))
+VERSIONED_EXAMPLES = max(5, math.ceil(BUDGET / 6 / 3))
+REQUEST_TIMEOUT = 5.0
+REJECTIONS = ["400", "401", "404", "405", "413", "415"]
+
+SENT: Counter[str] = Counter()
+STATUSES: Counter[tuple[str, int]] = Counter()
+
+
+@schemathesis.check
+def errors_are_json_with_a_message(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every 4xx is `{"error": "<non-empty string>"}` sent as application/json."""
+    if not 400 <= response.status_code < 500:
+        return None
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.startswith("application/json"), f"4xx with Content-Type {content_type!r}"
+    body = response.json()
+    assert isinstance(body, dict), f"4xx body is not an object: {body!r}"
+    assert isinstance(body.get("error"), str) and body["error"], f"4xx without error: {body!r}"
+    return True
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    errors_are_json_with_a_message,
+]
+
+
+@pytest.fixture(scope="module")
+def live(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The real `inference-service serve`, its output (access log included) to a file."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("fuzz") / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env |= {"INFERENCE_MODEL_DIR": str(trained), "INFERENCE_PORT": str(port)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inference_service.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _schema(url: str, **parameters: str) -> schemathesis.BaseSchema:
+    # Loaded from the document the server serves. Not `from_url`: that one leaves out the
+    # operation serving the document itself, and GET /openapi.json is fuzzed too.
+    document = requests.get(f"{url}/openapi.json", timeout=10)
+    document.raise_for_status()
+    schema = schemathesis.openapi.from_dict(document.json())
+    schema.config.update(base_url=url, request_timeout=REQUEST_TIMEOUT, parameters=parameters)
+    # What counts as refusing schema-violating data: every documented 4xx (413 for too many rows).
+    schema.config.checks.negative_data_rejection.expected_statuses = REJECTIONS
+    schema.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], no_shrink=True
+    )
+    return schema
+
+
+@pytest.fixture
+def live_schema(live: tuple[str, Path]) -> schemathesis.BaseSchema:
+    return _schema(live[0])
+
+
+@pytest.fixture
+def live_version_schema(live: tuple[str, Path]) -> schemathesis.BaseSchema:
+    """Versioned operations with the live version, which generated strings never hit."""
+    url = live[0]
+    version = requests.get(f"{url}/readyz", timeout=5).json()["model"]["version"]
+    return _schema(url, version=version)
+
+
+api = schemathesis.pytest.from_fixture("live_schema")
+api_at_live_version = schemathesis.pytest.from_fixture("live_version_schema")
+SESSION = requests.Session()
+
+
+def call(case: Any) -> None:
+    SENT[case.operation.label] += 1
+    response = case.call(session=SESSION, timeout=REQUEST_TIMEOUT)
+    STATUSES[(case.operation.label, response.status_code)] += 1
+    case.validate_response(response, checks=CHECKS)
+
+
+FUZZ = {
+    "deadline": None,
+    "database": None,
+    "phases": [Phase.explicit, Phase.generate],
+    "suppress_health_check": list(HealthCheck),
+}
+
+
+@pytest.mark.timeout(900)
+@api.include(method="POST").parametrize()
+@settings(max_examples=INFER_EXAMPLES, **FUZZ)
+def test_inference_operations_hold_their_contract(case: Any) -> None:
+    call(case)
+
+
+@pytest.mark.timeout(300)
+@api.exclude(method="POST").parametrize()
+@settings(max_examples=READ_EXAMPLES, **FUZZ)
+def test_read_operations_hold_their_contract(case: Any) -> None:
+    call(case)
+
+
+@pytest.mark.timeout(300)
+@api_at_live_version.include(path_regex="/versions/").parametrize()
+@settings(max_examples=VERSIONED_EXAMPLES, **FUZZ)
+def test_operations_on_the_live_version_hold_their_contract(case: Any) -> None:
+    call(case)
+
+
+def test_fuzzing_spent_the_budget_without_a_server_error(live: tuple[str, Path]) -> None:
+    """Runs after the tests above (file order): every operation got requests, the whole budget
+    was sent, and the server logged no unhandled error."""
+    if not SENT:
+        pytest.skip("runs together with the fuzz tests above")
+    total = sum(SENT.values())
+    lines = [f"fuzzed requests: {total} over {len(SENT)} operations (budget {BUDGET})"]
+    for label, n in sorted(SENT.items()):
+        codes = ", ".join(f"{s}: {c}" for (op, s), c in sorted(STATUSES.items()) if op == label)
+        lines.append(f"  {n:6d}  {label:48s} {codes}")
+    summary = "\n".join(lines)
+    print(f"\n{summary}")  # noqa: T201
+    if target := os.environ.get("FUZZ_REPORT"):
+        Path(target).write_text(summary + "\n")
+    assert len(SENT) == OPERATIONS, summary
+    assert total >= BUDGET, summary
+    assert not any(code >= 500 for _, code in STATUSES), summary
+    log = live[1].read_text(errors="replace")
+    assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
