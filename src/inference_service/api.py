@@ -71,6 +71,12 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
         if int(length) > limit:
             raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
         data: bytes = environ["wsgi.input"].read(int(length))
+        # granian ends a body at the client's EOF without checking it against Content-Length,
+        # and a body cut short can still parse (a complete JSON array followed by nothing).
+        if len(data) != int(length):
+            raise InvalidInput(
+                f"The body ended after {len(data)} of the {length} bytes in Content-Length."
+            )
         return data
     return request.get_data(cache=False)  # chunked: werkzeug applies MAX_CONTENT_LENGTH
 
