@@ -47,6 +47,8 @@ _FIELDS = attrgetter(*(f"x{i}" for i in range(len(FEATURES))))
 _ENCODE = msgspec.json.Encoder().encode
 
 Matrix = npt.NDArray[np.float32]
+# msgspec raises UnicodeDecodeError, outside its own errors, for a key or string it must decode.
+NOT_UTF8 = "The body is not valid JSON: a string in it is not valid UTF-8."
 
 
 def parse_records(body: bytes, max_rows: int) -> Matrix:
@@ -54,7 +56,7 @@ def parse_records(body: bytes, max_rows: int) -> Matrix:
     for style, decoder in _FAST:
         try:
             fast = decoder.decode(body)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, UnicodeDecodeError):
             continue
         if not isinstance(fast, list):
             fast = [fast]
@@ -66,6 +68,8 @@ def parse_records(body: bytes, max_rows: int) -> Matrix:
         raise InvalidInput(_explain_types(body, str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"The body is not valid JSON: {_reason(exc)}.") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(NOT_UTF8) from None
     if isinstance(records, dict):
         records = [records]
     _check_count(len(records), max_rows)
@@ -121,7 +125,7 @@ def _explain_types(body: bytes, fallback: str) -> str:
     try:
         # The standard library reads 1e309 as infinity instead of failing, so the key can be named.
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond the stack
         return f"The body does not match the contract: {fallback}."
     records = [value] if isinstance(value, dict) else value
     if not isinstance(records, list):
@@ -208,6 +212,10 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
         raise InvalidInput(f"Not a valid V2 inference request: {_reason(exc)}.") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"The body is not valid JSON: {_reason(exc)}.") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(NOT_UTF8) from None
+    except RecursionError:  # free-form `parameters` nested beyond the interpreter's stack
+        raise InvalidInput("The body nests arrays or objects too deeply.") from None
     if len(request.inputs) != 1:
         raise InvalidInput(f"Send exactly one input tensor, got {len(request.inputs)}.")
     tensor = request.inputs[0]
