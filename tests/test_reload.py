@@ -19,7 +19,6 @@ def test_new_version_goes_live_under_load_with_zero_failures(model_dir: Path) ->
     old = artifact.current_version(model_dir)
     statuses: list[int] = []
     per_thread: list[list[str]] = [[] for _ in range(4)]
-    versions = per_thread[0]
     stop = threading.Event()
 
     def load(versions: list[str]) -> None:
@@ -37,7 +36,7 @@ def test_new_version_goes_live_under_load_with_zero_failures(model_dir: Path) ->
     time.sleep(0.3)
     new = train(TrainConfig(data_file=DATA, model_dir=model_dir, seed=7)).name
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (not versions or versions[-1] != new):
+    while time.monotonic() < deadline and not all(v and v[-1] == new for v in per_thread):
         time.sleep(0.05)
     time.sleep(0.2)
     stop.set()
