@@ -64,10 +64,10 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
     if mimetype and mimetype != "application/json" and not _JSON_SUFFIX.fullmatch(mimetype):
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {mimetype!r}.")
     length = environ.get("CONTENT_LENGTH", "")
+    limit = state.settings.max_body_bytes
     if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
         # The common case, read straight from the server: werkzeug's stream wrappers cost more
         # than the whole inference for a small body.
-        limit = state.settings.max_body_bytes
         if int(length) > limit:
             raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
         data: bytes = environ["wsgi.input"].read(int(length))
@@ -78,7 +78,15 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
                 f"The body ended after {len(data)} of the {length} bytes in Content-Length."
             )
         return data
-    return request.get_data(cache=False)  # chunked: werkzeug applies MAX_CONTENT_LENGTH
+    # Chunked: read one byte past the limit. werkzeug's MAX_CONTENT_LENGTH stream would stop at
+    # the limit and hand over the first 1 MiB of a longer body as if it were all of it.
+    stream, chunks, size = environ["wsgi.input"], [], 0
+    while size <= limit and (chunk := stream.read(min(65536, limit + 1 - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+    return b"".join(chunks)
 
 
 def _authorize(state: Live, environ: dict[str, Any]) -> None:
