@@ -503,7 +503,7 @@ def render(
         f"{max(probes.latencies_ms, default=float('nan')):.1f} ms.",
         f"- Memory and threads (server and worker): {rss_start / 1024:.1f} MB / {threads[0]} "
         f"threads before the steady load, {rss_after / 1024:.1f} MB / {threads[1]} threads right "
-        f"after the overload (one blocking thread per concurrent request), "
+        f"after the overload (granian grows its blocking-thread pool with concurrency), "
         f"{rss_settled / 1024:.1f} MB / {threads[2]} threads 35 s later.",
         f"- Recovery: single back-to-back requests, p50 {statistics.median(idle):.2f} ms before "
         f"any load ({len(idle)} requests); in the 5 s after the overload p50 "
