@@ -78,14 +78,15 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
 
 
 @pytest.fixture
-def server(trained: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The real `inference-service serve` on a free loopback port."""
+def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The real `inference-service serve` on a free loopback port; its output goes to a file."""
     port = free_port()
     env = {**os.environ, "INFERENCE_MODEL_DIR": str(trained), "INFERENCE_PORT": str(port)}
+    log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference_service.cli", "serve"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -100,3 +101,4 @@ def server(trained: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        log.close()
