@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,18 +78,24 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
-@pytest.fixture
-def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The real `inference-service serve` on a free loopback port; its output goes to a file."""
+@contextmanager
+def serving(
+    model_dir: Path, log: Path, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The real `inference-service serve` on a free loopback port, its output to `log`.
+
+    A file, not a pipe: a pipe nobody reads fills up and blocks a chatty server.
+    """
     port = free_port()
-    env = {**os.environ, "INFERENCE_MODEL_DIR": str(trained), "INFERENCE_PORT": str(port)}
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference_service.cli", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env |= {"INFERENCE_MODEL_DIR": str(model_dir), "INFERENCE_PORT": str(port), **settings}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inference_service.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url)
@@ -101,4 +108,9 @@ def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Pope
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        log.close()
+
+
+@pytest.fixture
+def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with serving(trained, tmp_path / "server.log") as running:
+        yield running

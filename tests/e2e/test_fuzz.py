@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import free_port, wait_ready
+from tests.conftest import serving
 
 BUDGET = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 OPERATIONS = 16
@@ -88,28 +86,9 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def live(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The real `inference-service serve`, its output (access log included) to a file."""
-    port = free_port()
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
-    env |= {"INFERENCE_MODEL_DIR": str(trained), "INFERENCE_PORT": str(port)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inference_service.cli", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with serving(trained, log) as (url, _):
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _schema(url: str, **parameters: str) -> schemathesis.BaseSchema:

@@ -20,10 +20,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +30,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from tests.conftest import ORIGINAL_PAYLOAD, free_port, wait_ready
+from tests.conftest import ORIGINAL_PAYLOAD, serving
 
 MIB = 1024 * 1024
 RECORD = {"0": 1, "1": 3, "2": 3, "3": 1}
@@ -53,27 +50,9 @@ class Answer:
 @pytest.fixture(scope="module")
 def live(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """The real `inference-service serve`; its output goes to a file that is never full."""
-    port = free_port()
     log = tmp_path_factory.mktemp("hostile") / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
-    env |= {"INFERENCE_MODEL_DIR": str(trained), "INFERENCE_PORT": str(port)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inference_service.cli", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}")
-        yield port, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(trained, log) as (url, _):
+        yield int(url.rsplit(":", 1)[1]), log
 
 
 def connect(port: int, timeout: float = 10) -> socket.socket:

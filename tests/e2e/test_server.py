@@ -103,27 +103,12 @@ def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
     assert not modules & {"sklearn", "scipy", "pandas", "skl2onnx", "matplotlib"}
 
 
-def test_metrics_add_up_across_worker_processes(trained: Path) -> None:
+def test_metrics_add_up_across_worker_processes(trained: Path, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from tests.conftest import free_port, wait_ready
+    from tests.conftest import serving
 
-    port = free_port()
-    env = {
-        **__import__("os").environ,
-        "INFERENCE_MODEL_DIR": str(trained),
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_WORKERS": "2",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference_service.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with serving(trained, tmp_path / "server.log", INFERENCE_WORKERS="2") as (url, proc):
         deadline = time.monotonic() + 30
         while len(worker_pids(url)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)  # both workers have loaded the model once both report it
@@ -132,7 +117,6 @@ def test_metrics_add_up_across_worker_processes(trained: Path) -> None:
             assert post(f"{url}/inference", ORIGINAL_PAYLOAD)[0] == 200
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
             text = response.read().decode()
-    finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
     total = {
