@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference_service.smoke import ORIGINAL_PAYLOAD
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs/reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
-BODY = json.dumps([{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "3": 1}])
+BODY = json.dumps(ORIGINAL_PAYLOAD)
 EXPECT = '"predictions":["virginica","versicolor"]'
 
 LUA = r"""

@@ -22,7 +22,6 @@ from inference_service.config import Settings
 from inference_service.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINAL_PAYLOAD = [{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "3": 1}]
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +50,7 @@ def model_dir(trained: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app(trained: Path) -> Flask:
-    return create_app(Settings(model_dir=trained))
+    return create_app(Settings(model_dir=trained, reload_interval=0))
 
 
 @pytest.fixture

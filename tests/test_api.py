@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from inference_service import artifact
 from inference_service.app import create_app
 from inference_service.config import Settings
-from tests.conftest import ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
 
 SETOSA = {"0": 5.1, "1": 3.5, "2": 1.4, "3": 0.2}
 NAMED_SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -80,6 +80,7 @@ def test_probabilities_on_request(client: FlaskClient) -> None:
         (b'[{"0":Infinity,"1":2,"2":3,"3":4}]', "not valid JSON"),
         (b'[{"0":1e309,"1":2,"2":3,"3":4}]', "Record 0, key '0'"),
         (b'[{"0":1e39,"1":2,"2":3,"3":4}]', "Record 0, key '0': 1e+39 is out of range"),
+        (b'[{"0":1,"1":2,"2":3,"3":' + b"9" * 5000 + b"}]", "Record 0, key '3': the number is out"),
         (b'[{"0":1,"1":2,"2":3,"3":4}] trailing', "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
     ],
@@ -91,6 +92,19 @@ def test_bad_records_get_400_naming_the_problem(
     assert response.status_code == 400
     assert response.is_json
     assert message in response.json["error"]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", ""])
+def test_unknown_probabilities_flag_gets_400(client: FlaskClient, value: str) -> None:
+    response = client.post(f"/inference?probabilities={value}", json=ORIGINAL_PAYLOAD)
+    assert response.status_code == 400
+    assert f"probabilities={value!r} must be true or false" in response.json["error"]
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes", "on", "TRUE"])
+def test_probabilities_flag_spellings(client: FlaskClient, value: str) -> None:
+    response = client.post(f"/inference?probabilities={value}", json=ORIGINAL_PAYLOAD)
+    assert len(response.json["probabilities"]) == 2
 
 
 def test_body_over_the_size_limit_gets_413(trained: Path) -> None:
@@ -153,7 +167,8 @@ def test_broken_artifact_is_never_served(model_dir: Path, damage: str) -> None:
     client = create_app(Settings(model_dir=model_dir)).test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert "checksum" in ready.json["error"] or "missing" in ready.json["error"]
+    expected = {"tamper": "fails its checksum", "remove": "model.onnx is missing"}[damage]
+    assert expected in ready.json["error"]
     response = client.post("/inference", json=ORIGINAL_PAYLOAD)
     assert response.status_code == 503
     assert "No model is loaded" in response.json["error"]

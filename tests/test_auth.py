@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 
 from inference_service.app import create_app
 from inference_service.config import Settings
-from tests.conftest import ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
 
 V2 = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5, 3, 1, 0]}]}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from inference_service.cli import main
-from tests.conftest import ORIGINAL_PAYLOAD, ROOT
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import ROOT
 
 DATA = ROOT / "data/input/train/iris.csv"
 

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from inference_service import artifact
-from tests.conftest import ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -117,11 +117,36 @@ def test_access_log_can_be_switched_off(trained: Path) -> None:
 def test_json_formatter_writes_one_object_per_line() -> None:
     from inference_service.observability import JsonFormatter
 
-    record = logging.LogRecord("inference_service.access", logging.INFO, "", 0, "request", (), None)
-    record.fields = {"status": 200, "request_id": "x"}
+    record = logging.LogRecord(
+        "inference_service.app", logging.ERROR, "", 0, "a\nb %s", ("c",), None
+    )
     line = JsonFormatter().format(record)
     assert "\n" not in line
     parsed = json.loads(line)
-    assert (
-        parsed["status"] == 200 and parsed["level"] == "info" and parsed["time"].endswith("+00:00")
-    )
+    assert parsed["message"] == "a\nb c" and parsed["level"] == "error"
+    assert parsed["logger"] == "inference_service.app" and parsed["time"].endswith("+00:00")
+
+
+def test_unknown_http_methods_share_one_metric_label(client: FlaskClient) -> None:
+    for method in ("FOOBAR1", "FOOBAR2", "PROPFIND"):
+        assert client.open("/inference", method=method).status_code == 405
+    after = samples(client)
+    methods = {
+        dict(labels).get("method") for name, labels in after if name == "inference_requests_total"
+    }
+    assert "other" in methods
+    assert not methods & {"FOOBAR1", "FOOBAR2", "PROPFIND"}
+
+
+def test_text_access_log_escapes_what_clients_send(
+    trained: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inference_service.app import create_app
+    from inference_service.config import Settings
+
+    app = create_app(Settings(model_dir=trained, log_format="text", reload_interval=0))
+    with caplog.at_level(logging.INFO, logger="inference_service.access"):
+        app.test_client().get("/no%0Awhere")  # PATH_INFO arrives percent-decoded
+    [line] = [r.getMessage() for r in caplog.records if r.name == "inference_service.access"]
+    assert "\n" not in line
+    assert "path='/no\\nwhere'" in line and "status=404" in line

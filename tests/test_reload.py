@@ -8,8 +8,9 @@ from pathlib import Path
 from inference_service import artifact
 from inference_service.app import create_app
 from inference_service.config import Settings
+from inference_service.smoke import ORIGINAL_PAYLOAD
 from inference_service.train import TrainConfig, train
-from tests.conftest import ORIGINAL_PAYLOAD, ROOT
+from tests.conftest import ROOT
 
 DATA = ROOT / "data/input/train/iris.csv"
 
@@ -43,6 +44,7 @@ def test_new_version_goes_live_under_load_with_zero_failures(model_dir: Path) ->
     stop.set()
     for t in threads:
         t.join()
+    app.extensions["reloader"].stop()
     assert new != old
     assert statuses and set(statuses) == {200}
     for answers in per_thread:  # each client sees old, then new, and never goes back

@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from inference_service import FEATURES, MODEL_NAME, __version__, protocol
-from inference_service.config import Settings
+from inference_service.config import Settings, parse_bool
 from inference_service.errors import (
     InferenceError,
     InvalidInput,
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 _encode = msgspec.json.Encoder().encode
 _JSON_SUFFIX = re.compile(r"application/[\w.+-]+\+json")
-FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class Live:
@@ -52,7 +51,7 @@ def live() -> Live:
     return state
 
 
-def json_response(body: bytes | Any, status: int = 200) -> Response:
+def json_response(body: bytes | dict[str, Any], status: int = 200) -> Response:
     data = body if isinstance(body, bytes) else _encode(body)
     return Response(data, status=status, mimetype="application/json")
 
@@ -114,10 +113,11 @@ def _model_named(state: Live, name: str, version: str | None = None) -> Model:
 def _flag(environ: dict[str, Any], name: str) -> bool:
     if not environ.get("QUERY_STRING"):
         return False
-    raw = request.args.get(name, "false").lower()
-    if raw not in FLAGS:
-        raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.")
-    return FLAGS[raw]
+    raw = request.args.get(name, "false")
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.") from None
 
 
 def _record(environ: dict[str, Any], model: Model, labels: list[str]) -> None:
@@ -131,9 +131,9 @@ def inference() -> Response:
     state, environ = live(), request.environ
     _authorize(state, environ)
     x = protocol.parse_records(_json_body(state, environ), state.settings.max_rows)
+    with_probabilities = _flag(environ, "probabilities")
     model = state.ready_model()
     labels, probabilities = model.predict(x)
-    with_probabilities = _flag(environ, "probabilities")
     _record(environ, model, labels)
     return json_response(
         protocol.records_response(

@@ -1,4 +1,4 @@
-"""`inference-service` command line: train, serve, predict, smoke."""
+"""`inference-service` command line: train, serve, predict, smoke, deploy."""
 
 from __future__ import annotations
 
@@ -47,16 +47,21 @@ def main(argv: list[str] | None = None) -> int:
         help="bearer key (default: INFERENCE_API_KEY, else the first INFERENCE_API_KEYS)",
     )
 
+    # Everything after `deploy` (-h included) goes to the deploy tool's own parser.
     deploy = commands.add_parser(
-        "deploy", help="zero-downtime deploys on one Docker host (install, up, rollback, status)"
+        "deploy",
+        help="zero-downtime deploys on one Docker host (install, up, rollback, status)",
+        add_help=False,
     )
-    deploy.add_argument("args", nargs=argparse.REMAINDER, help="see `deploy --help`")
+    deploy.add_argument("args", nargs=argparse.REMAINDER)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command == "deploy":
         from inference_service.deploy import main as deploy_main
 
-        return deploy_main(args.args)
+        return deploy_main([*extra, *args.args])
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = Settings.from_env()
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -50,7 +51,7 @@ class Settings:
             default = f.default
             try:
                 if isinstance(default, bool):
-                    values[f.name] = _parse_bool(raw)
+                    values[f.name] = parse_bool(raw)
                 elif isinstance(default, int | float | Path):
                     values[f.name] = type(default)(raw)
                 else:
@@ -71,6 +72,8 @@ class Settings:
             raise ValueError(f"{ENV_PREFIX}WORKERS must be at least 1, got {self.workers}")
         if self.max_rows < 1 or self.max_body_bytes < 1:
             raise ValueError("MAX_ROWS and MAX_BODY_BYTES must be positive")
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+            raise ValueError(f"LOG_LEVEL must be a logging level name, got {self.log_level!r}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"LOG_FORMAT must be json or text, got {self.log_format!r}")
 
@@ -84,7 +87,8 @@ class Settings:
         return tuple(k.strip() for k in raw.split(",") if k.strip())
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """true/false, 1/0, yes/no, on/off in any case; ValueError otherwise."""
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
     if raw.lower() in ("0", "false", "no", "off"):

@@ -10,6 +10,7 @@ directory before the workers start, and /metrics then aggregates every worker's 
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from prometheus_client import (
 )
 
 from inference_service.config import Settings
+from inference_service.model import Model
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -43,6 +46,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"[\w.:@/+=-]{1,128}")
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"})
 ACCESS_LOGGER = "inference_service.access"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _encode = msgspec.json.Encoder().encode
 
 
@@ -111,7 +115,9 @@ class Metrics:
                 child = self._by_label[label] = self.predictions.labels(label)
             child.inc(count)
 
-    def model_loaded(self, name: str, version: str, loaded_at: float, previous: Any = None) -> None:
+    def model_loaded(
+        self, name: str, version: str, loaded_at: float, previous: Model | None = None
+    ) -> None:
         if previous is not None:
             stamp = _iso(previous.loaded_at)
             self.model_info.labels(previous.name, previous.version, stamp).set(0)
@@ -134,9 +140,8 @@ class AccessLog:
 
     def __init__(self, sink: Callable[[bytes], object] | None = None, interval: float = 0.2):
         self._sink = sink or (lambda data: os.write(sys.stderr.fileno(), data))
-        self._lines: list[bytes] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._lines: deque[bytes] = deque()  # append and popleft are atomic: no lock per request
+        self._flushing = threading.Lock()
         threading.Thread(target=self._run, args=(interval,), name="access-log", daemon=True).start()
         atexit.register(self.flush)
 
@@ -144,17 +149,25 @@ class AccessLog:
         line = {"time": _iso(time.time()), "level": "info", "logger": ACCESS_LOGGER}
         line["message"] = "request"
         line.update(fields)
-        self._lines.append(_encode(line) + b"\n")  # list.append is atomic under the GIL
+        self._lines.append(_encode(line) + b"\n")
 
     def flush(self) -> None:
-        with self._lock:
-            lines, self._lines = self._lines, []
-            if lines:
-                self._sink(b"".join(lines))
+        with self._flushing:
+            lines = self._lines
+            batch = [lines.popleft() for _ in range(len(lines))]
+            if batch:
+                self._sink(b"".join(batch))
 
     def _run(self, interval: float) -> None:
-        while not self._wake.wait(interval):
+        while True:
+            time.sleep(interval)
             self.flush()
+
+
+@functools.cache
+def shared_access_log() -> AccessLog:
+    """One writer per process, however many apps it builds."""
+    return AccessLog()
 
 
 class Observe:
@@ -193,7 +206,8 @@ class Observe:
         endpoint = environ.get("inference.endpoint", "unmatched")
         status = status_line[:3]
         method = environ["REQUEST_METHOD"]
-        self.metrics.observe(endpoint, method, status, duration)
+        # Any token is a valid HTTP method: an unbounded label would let clients grow the metrics.
+        self.metrics.observe(endpoint, method if method in METHODS else "other", status, duration)
         labels = environ.get("inference.labels")
         if labels is not None:
             self.metrics.predicted(labels)
@@ -237,7 +251,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return _encode(line).decode()
@@ -250,7 +263,8 @@ class _TextAccessLog(AccessLog):
         self._logger = logging.getLogger(ACCESS_LOGGER)
 
     def write(self, fields: dict[str, Any]) -> None:
-        self._logger.info("request %s", " ".join(f"{k}={v}" for k, v in fields.items()))
+        # repr() keeps a client's newlines and quotes from forging log lines.
+        self._logger.info("request %s", " ".join(f"{k}={v!r}" for k, v in fields.items()))
 
     def flush(self) -> None:
         pass
@@ -261,7 +275,7 @@ def init_app(app: Flask, settings: Settings) -> Metrics:
     app.extensions["metrics"] = metrics
     log: AccessLog | None = None
     if settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
-        log = AccessLog() if settings.log_format == "json" else _TextAccessLog()
+        log = shared_access_log() if settings.log_format == "json" else _TextAccessLog()
     app.extensions["access_log"] = log
     app.wsgi_app = Observe(app.wsgi_app, metrics, log)  # type: ignore[method-assign]
 

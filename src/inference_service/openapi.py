@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, send_from_directory
 
 from inference_service import FEATURES, LABELS, MODEL_NAME, __version__, protocol
 from inference_service.config import Settings
+from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
 
 bp = Blueprint("openapi", __name__)
 ASSETS = str(files("flask_swagger_ui") / "dist")
@@ -29,10 +30,9 @@ REQUEST_ID = "X-Request-ID"
 
 # Examples use a real answer of the model trained from the repository's data set; the version
 # differs per training run.
-EXAMPLE_VERSION = "a7f64d1d44ce"
-ORIGINAL_PAYLOAD = [{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "3": 1}]
+EXAMPLE_VERSION = "d055ba30f16d"
 ORIGINAL_ROWS = [[float(v) for v in record.values()] for record in ORIGINAL_PAYLOAD]
-ORIGINAL_PREDICTIONS = ["virginica", "versicolor"]
+ORIGINAL_PREDICTIONS = ORIGINAL_LABELS
 ORIGINAL_PROBABILITIES = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
 NO_MODEL = "no model in models/iris: current is missing (run `inference-service train`)"
 

@@ -123,8 +123,9 @@ def records_response(
 def _explain_types(body: bytes, fallback: str) -> str:
     """Name the record and key behind a type error (the slow path, taken only for bad input)."""
     try:
-        # The standard library reads 1e309 as infinity instead of failing, so the key can be named.
-        value = json.loads(body)
+        # The standard library reads 1e309 as infinity instead of failing, so the key can be named;
+        # integers as floats too, since a 5,000-digit integer would exceed its digit limit.
+        value = json.loads(body, parse_int=float)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond the stack
         return f"The body does not match the contract: {fallback}."
     records = [value] if isinstance(value, dict) else value

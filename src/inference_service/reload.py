@@ -28,6 +28,7 @@ class Reloader:
         self.metrics = metrics
         self._refused: tuple[str, int] | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def check(self) -> bool:
         """Load `current` if it changed; True when a new model went live."""
@@ -54,18 +55,20 @@ class Reloader:
             log.info("model reloaded: %s -> %s", _v(live), model.version)
             return True
 
-    def start(self, interval: float) -> threading.Thread:
+    def start(self, interval: float) -> None:
+        """Check every `interval` seconds in a daemon thread, until stop()."""
+
         def loop() -> None:
-            while not stop.wait(interval):
+            while not self._stop.wait(interval):
                 try:
                     self.check()
                 except Exception:  # the watcher must outlive any surprise
                     log.exception("model watcher failed; retrying")
 
-        stop = threading.Event()
-        thread = threading.Thread(target=loop, name="model-watcher", daemon=True)
-        thread.start()
-        return thread
+        threading.Thread(target=loop, name="model-watcher", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _v(model: Model | None) -> str:

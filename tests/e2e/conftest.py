@@ -22,8 +22,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "inference-service:e2e"
-ORIGINAL_PAYLOAD = [{"0": 0, "1": 5, "2": 7, "3": 6}, {"0": 1, "1": 3, "2": 3, "3": 1}]
-ORIGINAL_LABELS = ["virginica", "versicolor"]
 
 
 def _unavailable(reason: str) -> None:
@@ -202,7 +200,7 @@ def host(engine: None, tmp_path: Path) -> Iterator[Host]:
         "INFERENCE_NGINX": f"nginx -p {root} -c {root / 'nginx.conf'}",
         "INFERENCE_CONTAINER_PREFIX": prefix,
         "INFERENCE_READY_TIMEOUT": "30",
-        "INFERENCE_DRAIN_SECONDS": "10",
+        "INFERENCE_DEPLOY_DRAIN_SECONDS": "10",
         "INFERENCE_STOP_TIMEOUT": "25",
     }
     yield Host(env=env, proxy_port=port, prefix=prefix, root=root)

@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e.conftest import (
-    ORIGINAL_LABELS,
-    ORIGINAL_PAYLOAD,
-    Host,
-    docker,
-    get_json,
-    record,
-)
+from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from tests.e2e.conftest import Host, docker, get_json, record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

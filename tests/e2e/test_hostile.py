@@ -30,7 +30,8 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from tests.conftest import ORIGINAL_PAYLOAD, serving
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import serving
 
 MIB = 1024 * 1024
 RECORD = {"0": 1, "1": 3, "2": 3, "3": 1}

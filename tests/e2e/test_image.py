@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import ORIGINAL_LABELS, ORIGINAL_PAYLOAD, docker, free_port, get_json
+from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from tests.e2e.conftest import docker, free_port, get_json
 
 pytestmark = pytest.mark.docker
 

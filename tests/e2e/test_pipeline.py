@@ -23,15 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import (
-    ORIGINAL_LABELS,
-    ORIGINAL_PAYLOAD,
-    ROOT,
-    Host,
-    docker,
-    get_json,
-    record,
-)
+from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from tests.e2e.conftest import ROOT, Host, docker, get_json, record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as v2client
 
-from tests.conftest import ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
 
 Server = tuple[str, "subprocess.Popen[bytes]"]
 

@@ -19,7 +19,7 @@ ENV = {
     "state_dir": "INFERENCE_DEPLOY_STATE_DIR",
     "nginx": "INFERENCE_NGINX",
     "ready_timeout": "INFERENCE_READY_TIMEOUT",
-    "drain_seconds": "INFERENCE_DRAIN_SECONDS",
+    "drain_seconds": "INFERENCE_DEPLOY_DRAIN_SECONDS",
     "stop_timeout": "INFERENCE_STOP_TIMEOUT",
     "container_prefix": "INFERENCE_CONTAINER_PREFIX",
     "docker": "INFERENCE_DOCKER",
@@ -78,7 +78,7 @@ class DeploySettings:
         if self.proxy_rate < 1 or self.proxy_burst < 0:
             raise ValueError("proxy rate must be at least 1 and burst not negative")
         if self.ready_timeout <= 0 or self.drain_seconds < 0 or self.stop_timeout < 0:
-            raise ValueError("timeouts must be positive")
+            raise ValueError("ready timeout must be positive; drain and stop not negative")
         if not self.container_prefix.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"bad container prefix {self.container_prefix!r}")
 
