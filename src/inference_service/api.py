@@ -56,6 +56,10 @@ def json_response(body: bytes | dict[str, Any], status: int = 200) -> Response:
     return Response(data, status=status, mimetype="application/json")
 
 
+def _too_large(limit: int) -> str:
+    return f"The body is larger than the limit of {limit} bytes."
+
+
 def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
     # A missing Content-Type is read as JSON (V2 clients such as tritonclient send none);
     # any other declared type is refused.
@@ -68,7 +72,7 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
         # The common case, read straight from the server: werkzeug's stream wrappers cost more
         # than the whole inference for a small body.
         if int(length) > limit:
-            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+            raise PayloadTooLarge(_too_large(limit))
         data: bytes = environ["wsgi.input"].read(int(length))
         # granian ends a body at the client's EOF without checking it against Content-Length,
         # and a body cut short can still parse (a complete JSON array followed by nothing).
@@ -84,7 +88,7 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     if size > limit:
-        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+        raise PayloadTooLarge(_too_large(limit))
     return b"".join(chunks)
 
 
@@ -101,12 +105,18 @@ def _authorize(state: Live, environ: dict[str, Any]) -> None:
         raise Unauthorized("Missing or invalid API key.")
 
 
-def _model_named(state: Live, name: str, version: str | None = None) -> Model:
+def _check_named(name: str, version: str | None, model: Model | None) -> None:
+    """404 for another model name, or for a version that is not the live one."""
     if name != MODEL_NAME:
         raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
-    model = state.ready_model()
-    if version is not None and version != model.version:
+    if model is not None and version not in (None, model.version):
         raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
+
+
+def _model_named(state: Live, name: str, version: str | None = None) -> Model:
+    _check_named(name, version, state.model)
+    model = state.ready_model()
+    _check_named(name, version, model)  # a reload may have swapped it since the first check
     return model
 
 
@@ -206,11 +216,8 @@ def v2_model(name: str, version: str | None = None) -> Response:
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<version>/ready")
 def v2_model_ready(name: str, version: str | None = None) -> Response:
-    if name != MODEL_NAME:
-        raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
     model = live().model
-    if model is not None and version not in (None, model.version):
-        raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
+    _check_named(name, version, model)
     ready = model is not None
     return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
@@ -229,10 +236,11 @@ def livez() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     state = live()
-    if state.model is None:
+    model = state.model
+    if model is None:
         return json_response({"error": f"Not ready: {state.error or 'still starting'}."}, 503)
     return json_response(
-        {"status": "ready", "model": {"name": state.model.name, "version": state.model.version}}
+        {"status": "ready", "model": {"name": model.name, "version": model.version}}
     )
 
 
@@ -248,7 +256,7 @@ def _http_error(exc: HTTPException) -> Response:
     messages = {
         404: f"No endpoint at {request.path}; see /docs for the API.",
         405: f"{request.method} is not allowed on {request.path}.",
-        413: f"The body is larger than the limit of {live().settings.max_body_bytes} bytes.",
+        413: _too_large(live().settings.max_body_bytes),
     }
     message = messages.get(exc.code or 0) or exc.description or exc.name
     request.environ["inference.error"] = message

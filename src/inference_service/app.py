@@ -8,8 +8,6 @@ from flask import Flask
 
 from inference_service import api, observability, openapi
 from inference_service.config import Settings
-from inference_service.errors import ArtifactError
-from inference_service.model import Model
 from inference_service.reload import Reloader
 
 log = logging.getLogger(__name__)
@@ -28,18 +26,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = observability.init_app(app, settings)
     state = api.Live(settings)
-    try:
-        model = Model.load(settings.model_dir)
-    except ArtifactError as exc:
-        log.error("no model served: %s", exc)
-        state.error = str(exc)
-    else:
-        state.model = model
-        metrics.model_loaded(model.name, model.version, model.loaded_at)
-        log.info("serving model %s from %s", model.version, settings.model_dir)
     app.extensions["inference"] = state
     reloader = Reloader(state, settings.model_dir, metrics)
     app.extensions["reloader"] = reloader
+    reloader.load()
     if settings.reload_interval > 0:
         reloader.start(settings.reload_interval)
     api.init_app(app)

@@ -187,7 +187,6 @@ class Observe:
             request_id = incoming
         else:  # unique per process start and request, without a system call
             request_id = f"{self._prefix}{next(self._ids):08x}"
-        environ["inference.id"] = request_id
         status_line = ""
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

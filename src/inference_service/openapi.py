@@ -634,8 +634,7 @@ def _v2_model_ready_operation(versioned: bool) -> dict[str, Any]:
                     {"ready": _example({"name": MODEL_NAME, "ready": True}, "Ready")},
                 ),
                 "503": _ok(
-                    "No model is loaded"
-                    + (", or the live version is another one." if versioned else "."),
+                    "No model is loaded.",
                     ready,
                     {"not_ready": _example({"name": MODEL_NAME, "ready": False}, "Not ready")},
                 ),

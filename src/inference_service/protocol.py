@@ -222,14 +222,12 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
     tensor = request.inputs[0]
     if not all(isinstance(d, int) or d.is_integer() for d in tensor.shape):
         raise InvalidInput(f"Input {tensor.name!r}: shape must hold integers, got {tensor.shape}.")
-    tensor.shape = [int(d) for d in tensor.shape]
+    shape = [int(d) for d in tensor.shape]
     width = len(FEATURES)
-    if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] < 1:
-        raise InvalidInput(
-            f"Input {tensor.name!r}: shape must be [N, {width}], got {tensor.shape}."
-        )
-    if tensor.shape[0] > max_rows:
-        raise PayloadTooLarge(f"{tensor.shape[0]} rows is more than the limit of {max_rows}.")
+    if len(shape) != 2 or shape[1] != width or shape[0] < 1:
+        raise InvalidInput(f"Input {tensor.name!r}: shape must be [N, {width}], got {shape}.")
+    if shape[0] > max_rows:
+        raise PayloadTooLarge(f"{shape[0]} rows is more than the limit of {max_rows}.")
     if tensor.datatype not in DATATYPES:
         raise InvalidInput(
             f"Input {tensor.name!r}: datatype {tensor.datatype!r} is not supported; "
@@ -247,11 +245,11 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
         values = np.array(tensor.data, dtype=np.float64)
     except ValueError:
         raise InvalidInput(f"Input {tensor.name!r}: nested data rows differ in length.") from None
-    expected = tensor.shape[0] * width
+    expected = shape[0] * width
     if values.size != expected or (values.ndim == 2 and values.shape[1] != width):
         raise InvalidInput(
-            f"Input {tensor.name!r}: shape {tensor.shape} needs {expected} values "
-            f"({tensor.shape[0]} rows of {width}), got data of shape {list(values.shape)}."
+            f"Input {tensor.name!r}: shape {shape} needs {expected} values "
+            f"({shape[0]} rows of {width}), got data of shape {list(values.shape)}."
         )
     if dtype := _INT_TYPES.get(tensor.datatype):
         info = np.iinfo(dtype)
@@ -264,7 +262,7 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
                 f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range."
             )
     with np.errstate(over="ignore"):
-        x = values.reshape(int(tensor.shape[0]), width).astype(np.float32)
+        x = values.reshape(shape[0], width).astype(np.float32)
     if not np.isfinite(x).all():
         raise InvalidInput(f"Input {tensor.name!r}: a value is out of range for a 32-bit float.")
     return request, x
@@ -273,20 +271,22 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
 def v2_response(
     name: str, version: str, request: V2Request, labels: list[str], probabilities: Matrix
 ) -> bytes:
-    wanted = [o.name for o in request.outputs] if request.outputs else list(OUTPUT_NAMES)
-    tensors = {
-        "label": {"name": "label", "shape": [len(labels)], "datatype": "BYTES", "data": labels},
-        "probabilities": {
-            "name": "probabilities",
+    wanted = [o.name for o in request.outputs] if request.outputs else OUTPUT_NAMES
+
+    def tensor(name: str) -> dict[str, Any]:  # built only when asked for
+        if name == "label":
+            return {"name": name, "shape": [len(labels)], "datatype": "BYTES", "data": labels}
+        return {
+            "name": name,
             "shape": list(probabilities.shape),
             "datatype": "FP32",
             "data": probabilities.ravel().tolist(),
-        },
-    }
+        }
+
     answer: dict[str, Any] = {"model_name": name, "model_version": version}
     if request.id is not None:
         answer["id"] = request.id
-    answer["outputs"] = [tensors[n] for n in wanted]
+    answer["outputs"] = [tensor(n) for n in wanted]
     return _ENCODE(answer)
 
 

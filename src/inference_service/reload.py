@@ -49,11 +49,25 @@ class Reloader:
                 self.metrics.reloads.labels("refused").inc()
                 log.error("refused model %s, still serving %s: %s", version, _v(live), exc)
                 return False
-            self.state.model, self.state.error = model, None
-            self.metrics.model_loaded(model.name, model.version, model.loaded_at, previous=live)
+            self._go_live(model, previous=live)
             self.metrics.reloads.labels("success").inc()
             log.info("model reloaded: %s -> %s", _v(live), model.version)
             return True
+
+    def load(self) -> None:
+        """The first load, at start-up: a failure leaves the process unready, with the reason."""
+        try:
+            model = Model.load(self.model_dir)
+        except ArtifactError as exc:
+            log.error("no model served: %s", exc)
+            self.state.error = str(exc)
+            return
+        self._go_live(model)
+        log.info("serving model %s from %s", model.version, self.model_dir)
+
+    def _go_live(self, model: Model, previous: Model | None = None) -> None:
+        self.state.model, self.state.error = model, None
+        self.metrics.model_loaded(model.name, model.version, model.loaded_at, previous=previous)
 
     def start(self, interval: float) -> None:
         """Check every `interval` seconds in a daemon thread, until stop()."""
