@@ -113,10 +113,27 @@ def write(
 
 def point_to(model_dir: Path, version: str) -> None:
     """Atomically make `version` the current model."""
-    tmp = model_dir / f".{POINTER_FILE}.{os.getpid()}"
-    _write_file(tmp, version.encode() + b"\n")
-    os.replace(tmp, model_dir / POINTER_FILE)
-    _fsync_dir(model_dir)
+    write_atomic(model_dir / POINTER_FILE, version.encode() + b"\n")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` so readers see the old or the new content, never a mix, even after a crash.
+
+    A temporary file in the same directory is written, fsynced and renamed over `path`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -103,7 +103,7 @@ def install(settings: DeploySettings) -> int:
     if not settings.proxy_conf.exists():
         port = current.port if current else None
         release = current.container if current else "none"
-        proxy.write_atomic(settings.proxy_conf, proxy.render(settings, port, release))
+        proxy.write(settings.proxy_conf, proxy.render(settings, port, release))
         _say(f"wrote {settings.proxy_conf} (upstream: {port or 'none yet, answers 503'})")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     _say(f"nginx {proxy.ensure_running(settings)}; public port {settings.proxy_port}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from inference_service.artifact import write_atomic
 from inference_service.deploy.settings import DeploySettings
 
 UPSTREAM_MARK = "# upstream-port: "
@@ -145,19 +145,23 @@ def upstream_port(conf: Path) -> int | None:
     return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write(path: Path, text: str) -> None:
+    """Write the proxy config: atomically, or in place where only the file is ours.
+
+    On the VM the deploy user owns the config file but not nginx's conf.d, so no temporary file
+    can be made beside it. Rewriting in place is safe there: nginx reads the file only on the
+    reload this tool triggers after `nginx -t`.
+    """
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write_atomic(path, text.encode())
+    except PermissionError:
+        if not path.exists():
+            raise
+        with open(path, "r+b") as f:
+            f.write(text.encode())
+            f.truncate()
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def nginx(settings: DeploySettings, *args: str, timeout: float = 30) -> None:
@@ -180,7 +184,7 @@ def switch(settings: DeploySettings, port: int | None, release: str = "none") ->
         before: str | None = conf.read_text()
     except FileNotFoundError:
         before = None
-    write_atomic(conf, render(settings, port, release))
+    write(conf, render(settings, port, release))
     try:
         nginx(settings, "-t")
     except ProxyError:
@@ -201,7 +205,7 @@ def _restore(conf: Path, before: str | None) -> None:
     if before is None:
         conf.unlink(missing_ok=True)
     else:
-        write_atomic(conf, before)
+        write(conf, before)
 
 
 def ensure_running(settings: DeploySettings) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from inference_service.artifact import write_atomic
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,7 @@ def load(path: Path) -> State:
 
 
 def save(path: Path, state: State) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(state.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (state.to_json() + "\n").encode())
 
 
 class Busy(Exception):
