@@ -728,6 +728,19 @@ def test_sudoers_drop_in_is_valid_and_only_allows_nginx(
         assert command.startswith("/usr/sbin/nginx "), command
 
 
+def test_deploy_tool_runs_nginx_through_the_sudoers_rule(rendered: dict[str, str]) -> None:
+    script = shell_scripts(parsed(rendered["vm"]))["bootstrap"]
+    assert "readonly DEPLOY_ENV='INFERENCE_NGINX=sudo -n /usr/sbin/nginx'" in script
+    assert 'echo "$DEPLOY_ENV" | as_deploy tee -a "$RUNNER_DIR/.env"' in script
+    assert 'as_deploy env "$DEPLOY_ENV" make -C "$APP_DIR" host-install' in script
+    content = written_file(parsed(rendered["vm"]), SUDOERS_PATH)["content"]
+    rule = next(line for line in content.splitlines() if line.startswith("deploy "))
+    allowed = rule.partition("NOPASSWD: ")[2].split(", ")
+    # Every way the deploy tool calls nginx: start, test, reload.
+    for args in ('""', "-t", "-s reload"):
+        assert f"/usr/sbin/nginx {args}" in allowed
+
+
 def test_placeholder_proxy_conf_answers_503_json_on_the_service_port(
     rendered: dict[str, str], tmp_path: Path
 ) -> None:

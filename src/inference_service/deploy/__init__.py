@@ -98,7 +98,7 @@ def install(settings: DeploySettings) -> int:
     """Idempotent host preparation: tools present, proxy config present, nginx running."""
     version = engine.docker(settings, "version", "--format", "{{.Server.Version}}", timeout=30)
     _say(f"Docker engine {version}")
-    proxy.nginx(settings, "-v")
+    proxy.nginx(settings, "-t")  # present, and its configuration valid (also allowed by sudo)
     current = state.load(settings.state_file).current
     if not settings.proxy_conf.exists():
         port = current.port if current else None
