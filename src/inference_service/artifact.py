@@ -1,9 +1,10 @@
 """The on-disk model format: read, verify checksums, write atomically.
 
-models/iris/
+models/                   the repository root (INFERENCE_MODEL_DIR)
+  <name>/                 one directory per model
     current               one line: the live version (replaced atomically, last)
     <version>/model.onnx  the model
-    <version>/model.json  the model card; holds the sha256 of model.onnx
+    <version>/model.json  the model card: signature, metrics, gates; holds the sha256 of model.onnx
 """
 
 from __future__ import annotations
@@ -50,14 +51,32 @@ def current_version(model_dir: Path) -> str:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{model_dir / POINTER_FILE} cannot be read: {exc}") from None
-    if not version or "/" in version or version.startswith("."):
-        raise ArtifactError(f"{model_dir / POINTER_FILE} holds an invalid version {version!r}")
+    check_version(model_dir, version)
     return version
+
+
+def check_version(model_dir: Path, version: str) -> None:
+    """A version is a plain directory name that resolves inside `model_dir` (no `..`, no absolute
+    path, no symlink leading elsewhere)."""
+    if not version or "/" in version or "\\" in version or version.startswith("."):
+        raise ArtifactError(f"{model_dir / POINTER_FILE} holds an invalid version {version!r}")
+    root = model_dir.resolve()
+    if (model_dir / version).resolve().parent != root:
+        raise ArtifactError(f"model {version} resolves outside {model_dir}; refused")
+
+
+def versions(model_dir: Path) -> list[str]:
+    """Every complete version directory (with a model card), oldest first."""
+    found = [
+        p for p in model_dir.iterdir() if not p.name.startswith(".") and (p / CARD_FILE).is_file()
+    ]
+    return [p.name for p in sorted(found, key=lambda p: (p / CARD_FILE).stat().st_mtime)]
 
 
 def read(model_dir: Path, version: str | None = None) -> Artifact:
     """Read a version (default: current) and verify model.onnx against the card's sha256."""
     version = version or current_version(model_dir)
+    check_version(model_dir, version)
     path = model_dir / version
     try:
         card = json.loads((path / CARD_FILE).read_bytes())
@@ -84,8 +103,9 @@ def write(
     onnx: bytes,
     card: dict[str, Any],
     extras: Callable[[Path], None] | None = None,
+    promote: bool = True,
 ) -> Path:
-    """Write a version, then move `current` to it. Each step is atomic.
+    """Write a version, then (if `promote`) move `current` to it. Each step is atomic.
 
     Files go to a temporary directory that is fsynced and renamed into place, so a crash leaves
     either no new version or a complete one; `current` is replaced last, so readers never see a
@@ -107,7 +127,8 @@ def write(
             shutil.rmtree(staging, ignore_errors=True)
             raise
     read(model_dir, version)  # never point at something that does not verify
-    point_to(model_dir, version)
+    if promote:
+        point_to(model_dir, version)
     return final
 
 
