@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -19,9 +20,22 @@ from flask.testing import FlaskClient
 
 from inference_service.app import create_app
 from inference_service.config import Settings
-from inference_service.train import TrainConfig, train
+from inference_service import spec
+from inference_service.train import Options, train
 
 ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "data/input/train"
+
+
+def spec_for(name: str, **changes: object) -> spec.Spec:
+    """The repository's spec for `name`, its data path absolute, with `changes` applied."""
+    s = spec.load(SPECS / f"{name}.toml")
+    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def train_model(name: str, root: Path, **changes: object) -> Path:
+    """Train the repository's spec `name` into the repository `root`; the version directory."""
+    return train(spec_for(name, **changes), Options(root=root))
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +48,20 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained once per session into a temporary model directory. Treat as read-only."""
-    model_dir = tmp_path_factory.mktemp("models") / "iris"
-    train(TrainConfig(data_file=ROOT / "data/input/train/iris.csv", model_dir=model_dir))
-    return model_dir
+    """iris trained once per session into a temporary model directory. Treat as read-only."""
+    root = tmp_path_factory.mktemp("models")
+    train_model("iris", root)
+    return root / "iris"
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every model of the repository (iris, wine, diabetes) trained once per session, in one
+    repository root. Treat as read-only."""
+    root = tmp_path_factory.mktemp("repository")
+    for s in spec.discover(SPECS):
+        train(s, Options(root=root))
+    return root
 
 
 @pytest.fixture

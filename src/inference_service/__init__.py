@@ -1,4 +1,4 @@
-"""Iris decision tree served over REST from a verified ONNX artifact."""
+"""Tabular models served over REST from verified, self-describing ONNX artifacts."""
 
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -7,10 +7,6 @@ try:
     __version__ = version("inference-service")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0"
-
-MODEL_NAME = "iris"
-FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-LABELS = ("setosa", "versicolor", "virginica")
 
 
 def __getattr__(name: str) -> Any:

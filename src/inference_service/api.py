@@ -11,18 +11,17 @@ import msgspec
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from inference_service import FEATURES, MODEL_NAME, __version__, protocol
+from inference_service import __version__, protocol
 from inference_service.config import Settings, parse_bool
 from inference_service.errors import (
     InferenceError,
     InvalidInput,
-    ModelNotReady,
-    NotFound,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
-from inference_service.model import Model
+from inference_service.model import Model, Prediction
+from inference_service.repository import Repository
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
@@ -31,19 +30,12 @@ _JSON_SUFFIX = re.compile(r"application/[\w.+-]+\+json")
 
 
 class Live:
-    """What this process serves. `model` is swapped whole by a reload, never mutated."""
+    """What this process serves: the model repository, its limits and the accepted API keys."""
 
-    def __init__(self, settings: Settings, model: Model | None = None) -> None:
+    def __init__(self, settings: Settings, repository: Repository) -> None:
         self.settings = settings
-        self.model = model
-        self.error: str | None = None
+        self.repository = repository
         self.keys = tuple(k.encode() for k in settings.keys())
-
-    def ready_model(self) -> Model:
-        model = self.model  # read once: a reload may swap it meanwhile
-        if model is None:
-            raise ModelNotReady(f"No model is loaded: {self.error or 'still starting'}.")
-        return model
 
 
 def live() -> Live:
@@ -105,21 +97,6 @@ def _authorize(state: Live, environ: dict[str, Any]) -> None:
         raise Unauthorized("Missing or invalid API key.")
 
 
-def _check_named(name: str, version: str | None, model: Model | None) -> None:
-    """404 for another model name, or for a version that is not the live one."""
-    if name != MODEL_NAME:
-        raise NotFound(f"Model {name!r} not found; this server serves {MODEL_NAME!r}.")
-    if model is not None and version not in (None, model.version):
-        raise NotFound(f"Model {name!r} version {version!r} not found; live is {model.version!r}.")
-
-
-def _model_named(state: Live, name: str, version: str | None = None) -> Model:
-    _check_named(name, version, state.model)
-    model = state.ready_model()
-    _check_named(name, version, model)  # a reload may have swapped it since the first check
-    return model
-
-
 def _flag(environ: dict[str, Any], name: str) -> bool:
     if not environ.get("QUERY_STRING"):
         return False
@@ -130,30 +107,78 @@ def _flag(environ: dict[str, Any], name: str) -> bool:
         raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.") from None
 
 
-def _record(environ: dict[str, Any], model: Model, labels: list[str]) -> None:
-    """Leave what the access log and metrics need in the WSGI environ."""
-    environ["inference.labels"] = labels
+def _predict(environ: dict[str, Any], model: Model, x: Any) -> Prediction:
+    """Predict, and leave what the access log and metrics need in the WSGI environ."""
+    prediction = model.predict(x)
+    environ["inference.rows"] = prediction.rows
+    environ["inference.labels"] = prediction.labels
     environ["inference.model_version"] = model.version
+    return prediction
+
+
+def _named(environ: dict[str, Any], name: str, version: str | None = None) -> Model:
+    environ["inference.model"] = name if name in live().repository.slots else "unknown"
+    return live().repository.model(name, version)
+
+
+def _records(model: Model) -> Response:
+    state, environ = live(), request.environ
+    environ["inference.model"] = model.name
+    x = protocol.parse_records(_json_body(state, environ), model.signature, state.settings.max_rows)
+    with_probabilities = _flag(environ, "probabilities")
+    if with_probabilities and not model.signature.is_classifier:
+        raise InvalidInput(f"Model {model.name!r} is a regressor: it has no probabilities.")
+    prediction = _predict(environ, model, x)
+    return json_response(
+        protocol.records_response(
+            model.name, model.version, prediction, model.labels, with_probabilities
+        )
+    )
 
 
 @bp.post("/inference")
 def inference() -> Response:
+    """The original contract, answered by the default model."""
+    _authorize(live(), request.environ)
+    return _records(live().repository.default_model())
+
+
+@bp.post("/models/<name>/inference")
+def model_inference(name: str) -> Response:
+    _authorize(live(), request.environ)
+    return _records(_named(request.environ, name))
+
+
+@bp.get("/models/<name>")
+def model_card_named(name: str) -> Response:
+    return json_response(_named(request.environ, name).card)
+
+
+@bp.get("/model")
+def model_card() -> Response:
+    """The full model card of the default model."""
+    return json_response(live().repository.default_model().card)
+
+
+# --- KServe V1 ---
+
+
+@bp.get("/v1/models/<name>")
+def v1_model(name: str) -> Response:
+    slot = live().repository.get(name)
+    return json_response({"name": name, "ready": slot.model is not None})
+
+
+@bp.post("/v1/models/<name>:predict")
+def v1_predict(name: str) -> Response:
     state, environ = live(), request.environ
     _authorize(state, environ)
-    x = protocol.parse_records(_json_body(state, environ), state.settings.max_rows)
-    with_probabilities = _flag(environ, "probabilities")
-    model = state.ready_model()
-    labels, probabilities = model.predict(x)
-    _record(environ, model, labels)
-    return json_response(
-        protocol.records_response(
-            model.name,
-            model.version,
-            labels,
-            probabilities if with_probabilities else None,
-            model.labels,
-        )
-    )
+    model = _named(environ, name)
+    x = protocol.parse_v1(_json_body(state, environ), model.signature, state.settings.max_rows)
+    return json_response(protocol.v1_response(_predict(environ, model, x)))
+
+
+# --- Open Inference Protocol V2 ---
 
 
 @bp.post("/v2/models/<name>/infer")
@@ -161,18 +186,21 @@ def inference() -> Response:
 def v2_infer(name: str, version: str | None = None) -> Response:
     state, environ = live(), request.environ
     _authorize(state, environ)
-    model = _model_named(state, name, version)
-    body, x = protocol.parse_v2(_json_body(state, environ), state.settings.max_rows)
-    labels, probabilities = model.predict(x)
-    _record(environ, model, labels)
+    model = _named(environ, name, version)
+    body, x = protocol.parse_v2(
+        _json_body(state, environ), model.signature, state.settings.max_rows
+    )
+    prediction = _predict(environ, model, x)
     return json_response(
-        protocol.v2_response(model.name, model.version, body, labels, probabilities)
+        protocol.v2_response(model.name, model.version, body, prediction, model.signature)
     )
 
 
 @bp.get("/v2")
 def v2_server() -> Response:
-    return json_response({"name": "inference-service", "version": __version__, "extensions": []})
+    return json_response(
+        {"name": "inference-service", "version": __version__, "extensions": ["model_repository"]}
+    )
 
 
 @bp.get("/v2/health/live")
@@ -182,50 +210,67 @@ def v2_live() -> Response:
 
 @bp.get("/v2/health/ready")
 def v2_ready() -> Response:
-    ready = live().model is not None
+    ready = live().repository.ready
     return json_response({"ready": ready}, 200 if ready else 503)
 
 
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def v2_model(name: str, version: str | None = None) -> Response:
-    model = _model_named(live(), name, version)
-    card = model.card
-    return json_response(
-        {
-            "name": model.name,
-            "versions": [model.version],
-            "platform": "onnxruntime_onnx",
-            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, len(FEATURES)]}],
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(model.labels)]},
-            ],
-            "parameters": {
-                "version": model.version,
-                "trained_at": card["created_at"],
-                "data_sha256": card["data_sha256"],
-                "features": list(model.features),
-                "labels": list(model.labels),
-                "metrics": {k: v for k, v in card["metrics"].items() if k != "confusion_matrix"},
-            },
-        }
-    )
+    return json_response(v2_metadata(_named(request.environ, name, version)))
+
+
+def v2_metadata(model: Model) -> dict[str, Any]:
+    """V2 model metadata, from the signature; the card's key fields go in `parameters`."""
+    sig, card = model.signature, model.card
+    outputs = [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(sig.labels)]},
+    ]
+    if not sig.is_classifier:
+        outputs = [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, sig.width]}],
+        "outputs": outputs,
+        "parameters": {
+            "version": model.version,
+            "task": sig.task,
+            "trained_at": card["created_at"],
+            "data_sha256": card["data_sha256"],
+            "features": list(sig.feature_names),
+            "labels": list(sig.labels),
+            "metrics": {k: v for k, v in card["metrics"].items() if k != "confusion_matrix"},
+        },
+    }
 
 
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<version>/ready")
 def v2_model_ready(name: str, version: str | None = None) -> Response:
-    model = live().model
-    _check_named(name, version, model)
+    slot = live().repository.get(name)
+    model = slot.model
+    if model is not None and version not in (None, model.version):
+        live().repository.model(name, version)  # raises the 404 naming the live version
     ready = model is not None
     return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
 
-@bp.get("/model")
-def model_card() -> Response:
-    """The full model card of the live model."""
-    return json_response(live().ready_model().card)
+@bp.post("/v2/repository/index")
+def v2_repository_index() -> Response:
+    """The V2 model-repository extension's index: every model with its state, as Triton answers."""
+    index = []
+    for slot in live().repository.slots.values():
+        model = slot.model
+        entry: dict[str, Any] = {"name": slot.name}
+        if model is not None:
+            entry |= {"version": model.version, "state": "READY", "reason": ""}
+        else:
+            entry |= {"state": "UNAVAILABLE", "reason": slot.error or "still starting"}
+        index.append(entry)
+    return json_response(_encode(index))
 
 
 @bp.get("/livez")
@@ -235,13 +280,24 @@ def livez() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    state = live()
-    model = state.model
-    if model is None:
-        return json_response({"error": f"Not ready: {state.error or 'still starting'}."}, 503)
-    return json_response(
-        {"status": "ready", "model": {"name": model.name, "version": model.version}}
-    )
+    """Ready when every configured model is; the body says which are and why not."""
+    repository = live().repository
+    models = {
+        name: {"version": slot.model.version}
+        if slot.model is not None
+        else {"error": slot.error or "still starting"}
+        for name, slot in repository.slots.items()
+    }
+    if not repository.ready:
+        missing = [n for n, m in models.items() if "error" in m]
+        reason = (
+            f"models not loaded: {', '.join(missing)}" if missing else "no model in the repository"
+        )
+        return json_response({"error": f"Not ready: {reason}.", "models": models}, 503)
+    body: dict[str, Any] = {"status": "ready", "models": models}
+    if (default := repository.default) is not None:
+        body["model"] = {"name": default, "version": models[default]["version"]}
+    return json_response(body)
 
 
 def _domain_error(exc: InferenceError) -> Response:

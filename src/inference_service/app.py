@@ -8,16 +8,17 @@ from flask import Flask
 
 from inference_service import api, observability, openapi
 from inference_service.config import Settings
-from inference_service.reload import Reloader
+from inference_service.repository import Repository
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app and load the current model.
+    """Build the app and load every model of the repository.
 
-    A missing or tampered artifact does not stop the process: it logs the reason and stays
-    unready (readiness and inference answer 503) until a valid model appears in `current`.
+    A missing or tampered artifact does not stop the process: that model logs the reason and
+    stays unready (its inference answers 503, readiness too) until a valid version appears in
+    its `current`; the other models serve meanwhile.
     """
     settings = settings or Settings.from_env()
     observability.configure_logging(settings)
@@ -25,13 +26,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = observability.init_app(app, settings)
-    state = api.Live(settings)
-    app.extensions["inference"] = state
-    reloader = Reloader(state, settings.model_dir, metrics)
-    app.extensions["reloader"] = reloader
-    reloader.load()
+    repository = Repository(settings, metrics)
+    app.extensions["inference"] = api.Live(settings, repository)
+    app.extensions["repository"] = repository
+    repository.load()
     if settings.reload_interval > 0:
-        reloader.start(settings.reload_interval)
+        repository.start(settings.reload_interval)
     api.init_app(app)
     openapi.init_app(app)
     return app

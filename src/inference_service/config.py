@@ -18,8 +18,13 @@ class Settings:
     """TCP port of the HTTP server."""
     workers: int = 1
     """Worker processes. One worker uses about one core."""
-    model_dir: Path = Path("models/iris")
-    """Directory holding model versions and the `current` pointer."""
+    model_dir: Path = Path("models")
+    """The model repository: one directory per model (`<name>/<version>/`, `<name>/current`).
+    A directory that itself holds `current` is served as the one model it contains."""
+    models: str = ""
+    """Comma-separated model names to serve; empty: every model in the repository."""
+    default_model: str = "iris"
+    """The model behind the original `POST /inference`."""
     max_body_bytes: int = 1024 * 1024
     """Largest request body accepted; larger bodies get 413."""
     max_rows: int = 10_000
@@ -76,6 +81,9 @@ class Settings:
             raise ValueError(f"LOG_LEVEL must be a logging level name, got {self.log_level!r}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"LOG_FORMAT must be json or text, got {self.log_format!r}")
+
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.models.split(",") if n.strip())
 
     def keys(self) -> tuple[str, ...]:
         """The accepted API keys: the setting itself, or the lines of the file it names."""

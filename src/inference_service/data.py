@@ -6,6 +6,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,10 +60,13 @@ def load(spec: Spec, path: Path | None = None) -> Dataset:
         raise DataError(f"{spec.path}: the label column {spec.label!r} is also a feature")
     columns = [header.index(f) for f in features]
     target = header.index(spec.label)
-    rows, y = [], []
+    rows: list[list[float]] = []
+    y: list[Any] = []
     for line, record in enumerate(table, start=2):
         if len(record) != len(header):
-            raise DataError(f"{path}, row {line}: expected {len(header)} columns, got {len(record)}")
+            raise DataError(
+                f"{path}, row {line}: expected {len(header)} columns, got {len(record)}"
+            )
         rows.append([_number(path, line, header[c], record[c]) for c in columns])
         cell = record[target].strip()
         if not cell:

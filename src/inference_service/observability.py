@@ -57,21 +57,28 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "inference_requests", "HTTP requests.", ["endpoint", "method", "status"], registry=r
+            "inference_requests",
+            "HTTP requests.",
+            ["endpoint", "model", "method", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "inference_request_duration_seconds",
             "Time from request start to response, in seconds.",
-            ["endpoint", "status"],
+            ["endpoint", "model", "status"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
             registry=r,
         )
         self.predictions = Counter(
-            "inference_predictions", "Predicted labels.", ["label"], registry=r
+            "inference_predictions",
+            "Predicted labels (classifiers).",
+            ["model", "label"],
+            registry=r,
         )
         self.rows = Histogram(
             "inference_rows_per_request",
             "Records (or tensor rows) per successful inference request.",
+            ["model"],
             buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
             registry=r,
         )
@@ -89,39 +96,42 @@ class Metrics:
             registry=r,
         )
         self.reloads = Counter(
-            "inference_model_reloads", "Model reload attempts.", ["result"], registry=r
+            "inference_model_reloads", "Model reload attempts.", ["model", "result"], registry=r
         )
         # labels() takes a lock and builds a key on every call; the children never change.
-        self._by_request: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._by_label: dict[str, Any] = {}
+        self._by_request: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._by_label: dict[tuple[str, str], Any] = {}
+        self._rows: dict[str, Any] = {}
 
-    def observe(self, endpoint: str, method: str, status: str, seconds: float) -> None:
-        key = (endpoint, method, status)
+    def observe(self, endpoint: str, model: str, method: str, status: str, seconds: float) -> None:
+        key = (endpoint, model, method, status)
         children = self._by_request.get(key)
         if children is None:
             children = (
-                self.requests.labels(endpoint, method, status),
-                self.latency.labels(endpoint, status),
+                self.requests.labels(endpoint, model, method, status),
+                self.latency.labels(endpoint, model, status),
             )
             self._by_request[key] = children
         children[0].inc()
         children[1].observe(seconds)
 
-    def predicted(self, labels: list[str]) -> None:
-        self.rows.observe(len(labels))
-        for label, count in Tally(labels).items():
-            child = self._by_label.get(label)
-            if child is None:
-                child = self._by_label[label] = self.predictions.labels(label)
-            child.inc(count)
+    def predicted(self, model: str, rows: int, labels: list[str] | None) -> None:
+        child = self._rows.get(model)
+        if child is None:
+            child = self._rows[model] = self.rows.labels(model)
+        child.observe(rows)
+        for label, count in Tally(labels or ()).items():
+            key = (model, label)
+            counter = self._by_label.get(key)
+            if counter is None:
+                counter = self._by_label[key] = self.predictions.labels(model, label)
+            counter.inc(count)
 
-    def model_loaded(
-        self, name: str, version: str, loaded_at: float, previous: Model | None = None
-    ) -> None:
+    def model_loaded(self, model: Model, previous: Model | None = None) -> None:
         if previous is not None:
             stamp = _iso(previous.loaded_at)
             self.model_info.labels(previous.name, previous.version, stamp).set(0)
-        self.model_info.labels(name, version, _iso(loaded_at)).set(1)
+        self.model_info.labels(model.name, model.version, _iso(model.loaded_at)).set(1)
 
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -206,10 +216,13 @@ class Observe:
         status = status_line[:3]
         method = environ["REQUEST_METHOD"]
         # Any token is a valid HTTP method: an unbounded label would let clients grow the metrics.
-        self.metrics.observe(endpoint, method if method in METHODS else "other", status, duration)
-        labels = environ.get("inference.labels")
-        if labels is not None:
-            self.metrics.predicted(labels)
+        model = environ.get("inference.model", "")
+        self.metrics.observe(
+            endpoint, model, method if method in METHODS else "other", status, duration
+        )
+        rows = environ.get("inference.rows")
+        if rows is not None:
+            self.metrics.predicted(model, rows, environ.get("inference.labels"))
         path = environ.get("PATH_INFO", "")
         if self.log is not None and path not in QUIET_PATHS:
             self.log.write(
@@ -218,7 +231,8 @@ class Observe:
                     "path": path,
                     "status": int(status or 0),
                     "duration_ms": round(duration * 1000, 3),
-                    "rows": None if labels is None else len(labels),
+                    "rows": rows,
+                    "model": model or None,
                     "model_version": environ.get("inference.model_version"),
                     "request_id": request_id,
                     "error": environ.get("inference.error"),

@@ -1,15 +1,18 @@
 """Request parsing and validation into a float32 matrix, and response shaping. No Flask here.
 
-Two contracts:
-- records: the original `[{"0": 5.1, "1": 3.5, "2": 1.4, "3": 0.2}, ...]`, or the same with feature
-  names as keys; one object counts as one record.
-- Open Inference Protocol V2: one [N, 4] tensor in, `label` and `probabilities` tensors out.
+Everything is read from the model's signature (signature.py). Three contracts:
+- records: the original `[{"0": 5.1, "1": 3.5, ...}, ...]`, or the same with feature names as
+  keys; one object counts as one record.
+- KServe V1: `{"instances": [[...], ...]}` (rows in feature order) or instances keyed by name.
+- Open Inference Protocol V2: one [N, n_features] tensor in; `label` and `probabilities`
+  (classifiers) or `prediction` (regressors) out.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -18,13 +21,16 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from inference_service import FEATURES
 from inference_service.errors import InvalidInput, PayloadTooLarge
+from inference_service.model import Prediction
+from inference_service.signature import LABEL, PROBABILITIES, Signature
 
-POSITIONAL = tuple(str(i) for i in range(len(FEATURES)))
-KEY_STYLES = (POSITIONAL, FEATURES)
-_GETTERS = {style: itemgetter(*style) for style in KEY_STYLES}
 _RECORDS = msgspec.json.Decoder(list[dict[str, float]] | dict[str, float])
+_ENCODE = msgspec.json.Encoder().encode
+
+Matrix = npt.NDArray[np.float32]
+# msgspec raises UnicodeDecodeError, outside its own errors, for a key or string it must decode.
+NOT_UTF8 = "The body is not valid JSON: a string in it is not valid UTF-8."
 
 
 def _record_type(keys: tuple[str, ...]) -> Any:
@@ -38,22 +44,33 @@ def _record_type(keys: tuple[str, ...]) -> Any:
     )
 
 
-_FAST = tuple(
-    (style, msgspec.json.Decoder(list[record] | record))  # type: ignore[valid-type]
-    for style in KEY_STYLES
-    for record in [_record_type(style)]
-)
-_FIELDS = attrgetter(*(f"x{i}" for i in range(len(FEATURES))))
-_ENCODE = msgspec.json.Encoder().encode
+class Keys:
+    """The two key styles of one feature list, and decoders built for them once."""
 
-Matrix = npt.NDArray[np.float32]
-# msgspec raises UnicodeDecodeError, outside its own errors, for a key or string it must decode.
-NOT_UTF8 = "The body is not valid JSON: a string in it is not valid UTF-8."
+    def __init__(self, features: tuple[str, ...]) -> None:
+        self.features = features
+        self.positional = tuple(str(i) for i in range(len(features)))
+        self.styles = (self.positional, features)
+        self.getters = {style: itemgetter(*style) for style in self.styles}
+        self.fast = tuple(
+            (style, msgspec.json.Decoder(list[record] | record))  # type: ignore[valid-type]
+            for style in self.styles
+            for record in [_record_type(style)]
+        )
+        fields = attrgetter(*(f"x{i}" for i in range(len(features))))
+        # attrgetter of one name returns the value, not a 1-tuple.
+        self.fields = fields if len(features) > 1 else (lambda r: (fields(r),))
 
 
-def parse_records(body: bytes, max_rows: int) -> Matrix:
-    """Decode the original contract into an [N, 4] float32 matrix, or raise a 4xx error."""
-    for style, decoder in _FAST:
+@lru_cache(maxsize=64)
+def keys_for(features: tuple[str, ...]) -> Keys:
+    return Keys(features)
+
+
+def parse_records(body: bytes, signature: Signature, max_rows: int) -> Matrix:
+    """Decode the records contract into an [N, n_features] float32 matrix, or raise a 4xx."""
+    k = keys_for(signature.feature_names)
+    for style, decoder in k.fast:
         try:
             fast = decoder.decode(body)
         except (msgspec.MsgspecError, UnicodeDecodeError):
@@ -61,7 +78,7 @@ def parse_records(body: bytes, max_rows: int) -> Matrix:
         if not isinstance(fast, list):
             fast = [fast]
         _check_count(len(fast), max_rows)
-        return _matrix(list(map(_FIELDS, fast)), style)
+        return _matrix(list(map(k.fields, fast)), style)
     try:
         records = _RECORDS.decode(body)
     except msgspec.ValidationError as exc:
@@ -73,14 +90,19 @@ def parse_records(body: bytes, max_rows: int) -> Matrix:
     if isinstance(records, dict):
         records = [records]
     _check_count(len(records), max_rows)
-    style = POSITIONAL if POSITIONAL[0] in records[0] else FEATURES
+    return _rows_from_records(records, k)
+
+
+def _rows_from_records(records: list[dict[str, float]], k: Keys) -> Matrix:
+    style = k.positional if k.positional[0] in records[0] else k.features
     try:
-        # Every record has exactly 4 keys in the first record's style.
+        # Every record has exactly the features, in the first record's style.
         if set(map(len, records)) != {len(style)}:
             raise KeyError
-        rows = list(map(_GETTERS[style], records))
+        getter = k.getters[style]
+        rows = [getter(r) if len(style) > 1 else (getter(r),) for r in records]
     except KeyError:
-        raise InvalidInput(_explain_keys(records, style)) from None
+        raise InvalidInput(_explain_keys(records, style, k)) from None
     return _matrix(rows, style)
 
 
@@ -105,19 +127,86 @@ def _matrix(rows: list[Any], style: tuple[str, ...]) -> Matrix:
     return x
 
 
+def answers(prediction: Prediction) -> list[Any]:
+    """One answer per row: the label (classifiers) or the value (regressors)."""
+    if prediction.labels is not None:
+        return prediction.labels
+    assert prediction.values is not None
+    values: list[Any] = prediction.values.tolist()
+    return values
+
+
 def records_response(
     name: str,
     version: str,
-    labels: list[str],
-    probabilities: Matrix | None,
+    prediction: Prediction,
     classes: tuple[str, ...],
+    with_probabilities: bool = False,
 ) -> bytes:
-    answer: dict[str, Any] = {"predictions": labels, "model": {"name": name, "version": version}}
-    if probabilities is not None:
+    answer: dict[str, Any] = {
+        "predictions": answers(prediction),
+        "model": {"name": name, "version": version},
+    }
+    if with_probabilities and prediction.probabilities is not None:
         answer["probabilities"] = [
-            dict(zip(classes, row, strict=True)) for row in probabilities.tolist()
+            dict(zip(classes, row, strict=True)) for row in prediction.probabilities.tolist()
         ]
     return _ENCODE(answer)
+
+
+# --- KServe V1 ---
+
+_V1 = msgspec.json.Decoder(dict[str, Any])
+
+
+def parse_v1(body: bytes, signature: Signature, max_rows: int) -> Matrix:
+    """`{"instances": [[...], ...]}` (rows in feature order) or instances keyed by feature name."""
+    try:
+        request = _V1.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidInput('The body must be a JSON object with "instances".') from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"The body is not valid JSON: {_reason(exc)}.") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(NOT_UTF8) from None
+    except RecursionError:
+        raise InvalidInput("The body nests arrays or objects too deeply.") from None
+    instances = request.get("instances")
+    if not isinstance(instances, list):
+        raise InvalidInput(f'"instances" must be an array, got {_json_type(instances)}.')
+    _check_count(len(instances), max_rows)
+    width = signature.width
+    if all(isinstance(row, dict) for row in instances):
+        return parse_records(msgspec.json.encode(instances), signature, max_rows)
+    for i, row in enumerate(instances):
+        if not isinstance(row, list) or len(row) != width:
+            got = f"{len(row)} values" if isinstance(row, list) else _json_type(row)
+            raise InvalidInput(
+                f"Instance {i}: expected {width} numbers (features "
+                f"{', '.join(signature.feature_names)}), got {got}."
+            )
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise InvalidInput(
+                    f"Instance {i}, feature {signature.feature_names[j]!r}: expected a number, "
+                    f"got {_json_type(v)}."
+                )
+    with np.errstate(over="ignore"):
+        try:
+            x = np.array(instances, dtype=np.float32)
+        except OverflowError:
+            x = np.full((1, 1), np.inf, dtype=np.float32)
+    if not np.isfinite(x).all():
+        i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
+        raise InvalidInput(
+            f"Instance {i}, feature {signature.feature_names[j]!r}: the number is out of range "
+            "for a 32-bit float."
+        )
+    return x
+
+
+def v1_response(prediction: Prediction) -> bytes:
+    return _ENCODE({"predictions": answers(prediction)})
 
 
 def _explain_types(body: bytes, fallback: str) -> str:
@@ -149,8 +238,8 @@ def _explain_types(body: bytes, fallback: str) -> str:
     return f"The body does not match the contract: {fallback}."
 
 
-def _explain_keys(records: list[dict[str, float]], style: tuple[str, ...]) -> str:
-    other = KEY_STYLES[1] if style is POSITIONAL else KEY_STYLES[0]
+def _explain_keys(records: list[dict[str, float]], style: tuple[str, ...], k: Keys) -> str:
+    other = k.styles[1] if style is k.positional else k.styles[0]
     for i, record in enumerate(records):
         keys = set(record)
         if keys == set(style):
@@ -163,17 +252,19 @@ def _explain_keys(records: list[dict[str, float]], style: tuple[str, ...]) -> st
             )
         if unknown:
             return (
-                f"Record {i}: unknown key {unknown[0]!r}; keys are {_quoted(POSITIONAL)} "
-                f"or {_quoted(FEATURES)}."
+                f"Record {i}: unknown key {unknown[0]!r}; keys are {_quoted(k.positional)} "
+                f"or {_quoted(k.features)}."
             )
-        missing = [k for k in style if k not in keys]
-        return f"Record {i}: missing key {missing[0]!r}; every record needs {_quoted(style)}."
-    return "Every record needs exactly four features."  # unreachable for well-formed input
+        missing = [key for key in style if key not in keys]
+        return (
+            f"Record {i}: missing key {missing[0]!r}; every record needs "
+            f"{_count(len(style))}: {_quoted(style)}."
+        )
+    return f"Every record needs exactly {_count(len(style))}."  # unreachable for valid input
 
 
 # --- Open Inference Protocol V2 ---
 
-OUTPUT_NAMES = ("label", "probabilities")
 _INT_TYPES = {
     f"{prefix}{bits}": np.dtype(f"{prefix.lower()}{bits}")
     for prefix in ("INT", "UINT")
@@ -205,8 +296,8 @@ class V2Request(msgspec.Struct):
 _V2 = msgspec.json.Decoder(V2Request)
 
 
-def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
-    """Decode a V2 infer request into the request and its [N, 4] float32 matrix."""
+def parse_v2(body: bytes, signature: Signature, max_rows: int) -> tuple[V2Request, Matrix]:
+    """Decode a V2 infer request into the request and its [N, n_features] float32 matrix."""
     try:
         request = _V2.decode(body)
     except msgspec.ValidationError as exc:
@@ -223,7 +314,7 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
     if not all(isinstance(d, int) or d.is_integer() for d in tensor.shape):
         raise InvalidInput(f"Input {tensor.name!r}: shape must hold integers, got {tensor.shape}.")
     shape = [int(d) for d in tensor.shape]
-    width = len(FEATURES)
+    width = signature.width
     if len(shape) != 2 or shape[1] != width or shape[0] < 1:
         raise InvalidInput(f"Input {tensor.name!r}: shape must be [N, {width}], got {shape}.")
     if shape[0] > max_rows:
@@ -234,9 +325,9 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
             f"use one of {', '.join(DATATYPES)}."
         )
     for out in request.outputs or ():
-        if out.name not in OUTPUT_NAMES:
+        if out.name not in signature.outputs:
             raise InvalidInput(
-                f"Unknown output {out.name!r}; this model has {', '.join(OUTPUT_NAMES)}."
+                f"Unknown output {out.name!r}; this model has {', '.join(signature.outputs)}."
             )
     nested = [isinstance(v, list) for v in tensor.data]
     if any(nested) and not all(nested):
@@ -269,18 +360,21 @@ def parse_v2(body: bytes, max_rows: int) -> tuple[V2Request, Matrix]:
 
 
 def v2_response(
-    name: str, version: str, request: V2Request, labels: list[str], probabilities: Matrix
+    name: str, version: str, request: V2Request, prediction: Prediction, signature: Signature
 ) -> bytes:
-    wanted = [o.name for o in request.outputs] if request.outputs else OUTPUT_NAMES
+    wanted = [o.name for o in request.outputs] if request.outputs else signature.outputs
 
-    def tensor(name: str) -> dict[str, Any]:  # built only when asked for
-        if name == "label":
-            return {"name": name, "shape": [len(labels)], "datatype": "BYTES", "data": labels}
+    def tensor(output: str) -> dict[str, Any]:  # built only when asked for
+        if output == LABEL:
+            labels = prediction.labels or []
+            return {"name": output, "shape": [len(labels)], "datatype": "BYTES", "data": labels}
+        values = prediction.probabilities if output == PROBABILITIES else prediction.values
+        assert values is not None
         return {
-            "name": name,
-            "shape": list(probabilities.shape),
+            "name": output,
+            "shape": list(values.shape),
             "datatype": "FP32",
-            "data": probabilities.ravel().tolist(),
+            "data": values.ravel().tolist(),
         }
 
     answer: dict[str, Any] = {"model_name": name, "model_version": version}
@@ -304,6 +398,10 @@ def _json_type(value: object) -> str:
         dict: "an object",
     }
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _count(n: int) -> str:
+    return f"{n} key" if n == 1 else f"{n} keys"
 
 
 def _quoted(keys: tuple[str, ...]) -> str:

@@ -142,9 +142,7 @@ def parse(raw: dict[str, Any], path: Path) -> Spec:
     if estimator is not None:
         estimator = _str(estimator, "estimator", fail)
         if estimator not in ESTIMATORS:
-            raise fail(
-                f"unknown estimator {estimator!r} (known: {', '.join(sorted(ESTIMATORS))})"
-            )
+            raise fail(f"unknown estimator {estimator!r} (known: {', '.join(sorted(ESTIMATORS))})")
         if task not in ESTIMATORS[estimator]:
             raise fail(f"estimator {estimator!r} cannot do {task}")
     params = raw.get("params", {})

@@ -89,7 +89,9 @@ def train(spec: Spec, options: Options) -> Path:
         cv = cross_val_score(estimator, x_train, y_train, cv=folds, scoring=scoring)
         model = estimator.fit(x_train, y_train)
     except (ValueError, TypeError) as exc:
-        raise GateError(f"{spec.path}: [params] rejected by {spec.estimator_class}: {exc}") from None
+        raise GateError(
+            f"{spec.path}: [params] rejected by {spec.estimator_class}: {exc}"
+        ) from None
     if classifier:
         ds = _with_model_classes(ds, model)
     onnx = export(model, spec, ds.x.shape[1])
@@ -249,7 +251,7 @@ def check_parity(
     if worst > tolerance:
         raise GateError(
             f"ONNX differs from scikit-learn by {worst:.3g} (tolerance {tolerance:g}) on "
-            f"{int((error > tolerance).any(axis=-1).sum()) if error.ndim > 1 else int((error > tolerance).sum())} "
+            f"{int((error > tolerance).reshape(len(rows), -1).any(axis=1).sum())} "
             f"of {len(rows)} rows; no model written"
         )
     return {
@@ -270,7 +272,11 @@ def parity_rows(model: Any, x: Matrix) -> npt.NDArray[np.float32]:
     for tree in _trees(model):
         for node in np.flatnonzero(tree.feature >= 0):
             feature, threshold = int(tree.feature[node]), np.float32(tree.threshold[node])
-            for value in (np.nextafter(threshold, -np.inf), threshold, np.nextafter(threshold, np.inf)):
+            for value in (
+                np.nextafter(threshold, -np.inf),
+                threshold,
+                np.nextafter(threshold, np.inf),
+            ):
                 row = rng.uniform(low, high).astype(np.float32)
                 row[feature] = value
                 edges.append(row)
@@ -305,14 +311,18 @@ def _publish(
     if refused and options.force:
         promotion["decision"] = "forced"
         promotion["forced_because"] = options.reason or "no reason given"
-    path = artifact.write(model_dir, onnx, card, extras=extras, promote=not refused or options.force)
+    path = artifact.write(
+        model_dir, onnx, card, extras=extras, promote=not refused or options.force
+    )
     if refused and not options.force:
         raise Refused(
             f"{spec.name} {card['version']} is not promoted: {promotion['reason']}; kept at {path} "
             "(`--force --reason ...` promotes it anyway)",
             path,
         )
-    log.info("model %s %s written to %s (%s)", spec.name, card["version"], path, promotion["decision"])
+    log.info(
+        "model %s %s written to %s (%s)", spec.name, card["version"], path, promotion["decision"]
+    )
     return path
 
 
@@ -321,7 +331,7 @@ def _compare(
     card: dict[str, Any],
     onnx: bytes,
     model_dir: Path,
-    held_out: tuple[Matrix, npt.NDArray[Any]]
+    held_out: tuple[Matrix, npt.NDArray[Any]],
 ) -> dict[str, Any]:
     """Evaluate the live version on the candidate's held-out rows (and the frozen evaluation CSV
     when the spec names one) and decide whether the candidate may replace it."""
@@ -396,7 +406,8 @@ def _with_model_classes(ds: data.Dataset, model: Any) -> data.Dataset:
 
 
 def export(model: Any, spec: Spec, width: int) -> bytes:
-    """ONNX with the signature's input and outputs (classifiers: label + probabilities, no ZipMap)."""
+    """ONNX with the signature's input and outputs (classifiers: label and probabilities, no
+    ZipMap)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -440,7 +451,8 @@ def _signature(
 ) -> Signature:
     lows, highs = ds.x.min(axis=0), ds.x.max(axis=0)
     features = tuple(
-        Feature(name, float(lo), float(hi)) for name, lo, hi in zip(ds.features, lows, highs, strict=True)
+        Feature(name, float(lo), float(hi))
+        for name, lo, hi in zip(ds.features, lows, highs, strict=True)
     )
     if onnx_file is None:
         onnx_input, onnx_outputs = ONNX_INPUT, ONNX_OUTPUTS[spec.task]
@@ -585,7 +597,10 @@ def _spec_json(spec: Spec) -> dict[str, Any]:
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, str | int | float | bool | None) else repr(v) for k, v in params.items()}
+    return {
+        k: v if isinstance(v, str | int | float | bool | None) else repr(v)
+        for k, v in params.items()
+    }
 
 
 def _importances(model: Any, signature: Signature) -> dict[str, float] | None:
@@ -633,12 +648,17 @@ def _card_files(
         ax.set_title(f"held-out confusion matrix ({card['metrics']['holdout_rows']} rows)")
         fig.savefig(directory / "confusion_matrix.png", dpi=80, bbox_inches="tight")
         plt.close(fig)
-        plots.append(("Held-out confusion matrix (rows: true, columns: predicted)", "confusion_matrix.png"))
+        plots.append(
+            ("Held-out confusion matrix (rows: true, columns: predicted)", "confusion_matrix.png")
+        )
     else:
         predicted = _run(session, signature, x_test.astype(np.float32))[PREDICTION]
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         left.scatter(y_test, predicted, s=10)
-        bounds = [float(min(y_test.min(), predicted.min())), float(max(y_test.max(), predicted.max()))]
+        bounds = [
+            float(min(y_test.min(), predicted.min())),
+            float(max(y_test.max(), predicted.max())),
+        ]
         left.plot(bounds, bounds, color="grey", linewidth=1)
         left.set(xlabel="actual", ylabel="predicted", title="held-out: predicted vs actual")
         right.scatter(predicted, y_test - predicted, s=10)
