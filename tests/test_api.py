@@ -168,10 +168,10 @@ def test_broken_artifact_is_never_served(model_dir: Path, damage: str) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     expected = {"tamper": "fails its checksum", "remove": "model.onnx is missing"}[damage]
-    assert expected in ready.json["error"]
+    assert expected in ready.json["models"]["iris"]["error"]
     response = client.post("/inference", json=ORIGINAL_PAYLOAD)
     assert response.status_code == 503
-    assert "No model is loaded" in response.json["error"]
+    assert "Model 'iris' is not loaded" in response.json["error"]
     assert client.get("/livez").status_code == 200
 
 

@@ -34,7 +34,7 @@ def test_default_features_skip_non_numeric_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("a,b,c,d,e\n1,2,3,4,setosa\n", "no column 'sepal_length'"),
+        ("a,b,c,d,species\n1,2,3,4,setosa\n", "no column 'sepal_length'"),
         (HEADER + "5.1,3.5,x,0.2,setosa\n", "row 2, column petal_length: 'x' is not a number"),
         (HEADER + "5.1,3.5,1.4,0.2,setosa\n5.1,inf,1.4,0.2,setosa\n", "row 3, column sepal_width"),
         (HEADER + "5.1,3.5,1.4,nan,setosa\n", "column petal_width: 'nan' is not finite"),

@@ -91,7 +91,7 @@ def test_graph_of_another_width_is_refused(
 ) -> None:
     onnx = pipeline_onnx(tmp_path / "pipeline.onnx")
     narrow = tmp_path / "narrow.toml"
-    narrow.write_text(spec_file.read_text() + 'features = ["alcohol", "ash"]\n')
+    narrow.write_text('name = "vintage"\nfeatures = ["alcohol", "ash"]\n' + spec_file.read_text())
     argv = ["import", "vintage", str(onnx), "--spec", str(narrow), "--model-dir", str(tmp_path)]
     assert main(argv) == 1
     assert "the signature has 2 features" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_counters_move_after_real_requests(client: FlaskClient) -> None:
         assert client.post("/inference", json=ORIGINAL_PAYLOAD).status_code == 200
     assert client.post("/inference", json=[]).status_code == 400
     after = samples(client)
-    ok = {"endpoint": "/inference", "method": "POST", "status": "200"}
+    ok = {"endpoint": "/inference", "model": "iris", "method": "POST", "status": "200"}
     bad = {**ok, "status": "400"}
     assert (
         value(after, "inference_requests_total", **ok)
@@ -57,16 +57,16 @@ def test_counters_move_after_real_requests(client: FlaskClient) -> None:
         == 1
     )
     assert (
-        value(after, "inference_predictions_total", label="virginica")
-        - value(before, "inference_predictions_total", label="virginica")
+        value(after, "inference_predictions_total", model="iris", label="virginica")
+        - value(before, "inference_predictions_total", model="iris", label="virginica")
         == 3
     )
     assert (
-        value(after, "inference_rows_per_request_sum")
-        - value(before, "inference_rows_per_request_sum")
+        value(after, "inference_rows_per_request_sum", model="iris")
+        - value(before, "inference_rows_per_request_sum", model="iris")
         == 6
     )
-    latency = {"endpoint": "/inference", "status": "200"}
+    latency = {"endpoint": "/inference", "model": "iris", "status": "200"}
     assert value(after, "inference_request_duration_seconds_count", **latency) >= 3
     assert value(after, "inference_requests_in_flight") == 1  # the /metrics request itself
 

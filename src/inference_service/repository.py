@@ -57,11 +57,14 @@ class Repository:
         """Model name -> directory. A root that holds `current` itself is one model."""
         if (self.root / artifact.POINTER_FILE).exists():
             return {self.root.resolve().name: self.root}
-        found = {
-            p.name: p
-            for p in sorted(self.root.iterdir())
-            if p.is_dir() and not p.name.startswith(".")
-        }
+        try:
+            found = {
+                p.name: p
+                for p in sorted(self.root.iterdir())
+                if p.is_dir() and not p.name.startswith(".")
+            }
+        except OSError:  # a missing root: `problem` says so; the watcher tries again later
+            found = {}
         if not self.wanted:
             return found
         return {name: found.get(name, self.root / name) for name in self.wanted}
@@ -98,6 +101,13 @@ class Repository:
                 f"(this server serves {self.names()}); use /models/<name>/inference."
             )
         return self.get(name).ready_model()
+
+    @property
+    def problem(self) -> str:
+        """Why nothing is served, when the repository has no model at all."""
+        if not self.root.is_dir():
+            return f"the model directory {self.root} does not exist (INFERENCE_MODEL_DIR)"
+        return f"no model in {self.root} (run `inference-service train --all`)"
 
     @property
     def ready(self) -> bool:
