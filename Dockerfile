@@ -1,7 +1,7 @@
-# The iris inference service: code plus the model trained from data/input/train, built once.
+# The inference service: code plus every model trained from data/input/train, built once.
 # Build with scripts/build-image.sh (`make image`); it supplies the build arguments below.
-# Stages: build (Python + uv + locked dependencies) -> model (trains and verifies the model)
-#         -> serving (a clean serving venv, trimmed) -> final (Debian python3 + venv + model).
+# Stages: build (Python + uv + locked dependencies) -> model (trains and verifies every model)
+#         -> serving (a clean serving venv, trimmed) -> final (Debian python3 + venv + models).
 
 FROM debian:bookworm-slim AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -34,20 +34,22 @@ COPY README.md ./
 COPY src ./src
 COPY data/input/train ./data/input/train
 RUN UV_PROJECT_ENVIRONMENT=/opt/train uv sync --frozen --no-dev --extra train \
-    && GIT_COMMIT="${GIT_COMMIT}" /opt/train/bin/inference-service train --model-dir /app/models/iris
+    && GIT_COMMIT="${GIT_COMMIT}" /opt/train/bin/inference-service train --all --model-dir /app/models
 
 FROM model AS serving
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG MODEL_VERSION
-# Labels cannot be computed during a build, so the version is an argument that must match what
-# the model stage trained (scripts/build-image.sh reads it from that stage first).
-RUN trained="$(cat /app/models/iris/current)" \
-    && if [ -z "${MODEL_VERSION:-}" ]; then \
-        echo "MODEL_VERSION is not set: build with scripts/build-image.sh, or pass" \
-             "--build-arg MODEL_VERSION=${trained} (the version the model stage trained)" >&2; \
+ARG MODEL_VERSIONS
+# Labels cannot be computed during a build, so the versions are an argument that must match what
+# the model stage trained (scripts/build-image.sh reads them from that stage first):
+# name=version pairs, comma-separated, in name order.
+RUN trained="$(cd /app/models && for d in */; do printf '%s=%s,' "${d%/}" "$(cat "${d}current")"; done)" \
+    && trained="${trained%,}" \
+    && if [ -z "${MODEL_VERSIONS:-}" ]; then \
+        echo "MODEL_VERSIONS is not set: build with scripts/build-image.sh, or pass" \
+             "--build-arg MODEL_VERSIONS=${trained} (what the model stage trained)" >&2; \
         exit 1; \
-    elif [ "${trained}" != "${MODEL_VERSION}" ]; then \
-        echo "trained model ${trained} differs from MODEL_VERSION=${MODEL_VERSION}" >&2; exit 1; \
+    elif [ "${trained}" != "${MODEL_VERSIONS}" ]; then \
+        echo "trained models ${trained} differ from MODEL_VERSIONS=${MODEL_VERSIONS}" >&2; exit 1; \
     fi
 # The serving venv: no train extra, the project installed as a wheel, then trimmed of what the
 # runtime never loads; everything readable (training writes the model private) but root-owned.
@@ -80,23 +82,22 @@ ENV PATH=/app/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     INFERENCE_HOST=0.0.0.0 \
     INFERENCE_PORT=6666 \
-    INFERENCE_MODEL_DIR=/app/models/iris
+    INFERENCE_MODEL_DIR=/app/models
 WORKDIR /app
 # Build facts last, so a new date or commit does not invalidate the layers above.
 ARG GIT_COMMIT=unknown
 ARG BUILD_DATE=unknown
 ARG VERSION=1.0.0
-ARG MODEL_VERSION
+ARG MODEL_VERSIONS
 ARG SOURCE=https://github.com/inference-service/inference-service
 LABEL org.opencontainers.image.title="inference-service" \
-      org.opencontainers.image.description="Iris decision tree served over REST from a verified ONNX model" \
+      org.opencontainers.image.description="Tabular models served over REST from verified ONNX artifacts" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
       org.opencontainers.image.created="${BUILD_DATE}" \
-      io.inference-service.model.name="iris" \
-      io.inference-service.model.version="${MODEL_VERSION}"
+      io.inference-service.models="${MODEL_VERSIONS}"
 USER 10001:10001
 EXPOSE 6666
 STOPSIGNAL SIGTERM

@@ -7,12 +7,12 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 VENV := .venv
 CLI := $(VENV)/bin/inference-service
-MODEL_DIR := $(or $(INFERENCE_MODEL_DIR),models/iris)
+MODEL_DIR := $(or $(INFERENCE_MODEL_DIR),models)
 GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 IMAGE_NAME ?= inference-service
 IMAGE_TAG ?= $(or $(GIT_SHA),latest)
 IMAGE ?= $(IMAGE_NAME):$(IMAGE_TAG)
-URL ?= http://127.0.0.1:$(or $(INFERENCE_PROXY_PORT),6666)
+URL ?= http://127.0.0.1:$(or $(INFERENCE_PROXY_PORT),$(INFERENCE_PORT),6666)
 
 .PHONY: help
 help: ## list the targets
@@ -29,15 +29,16 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 .PHONY: venv
 venv: $(VENV)/.synced ## create .venv from uv.lock
 
-$(MODEL_DIR)/current: data/input/train/iris.csv | $(VENV)/.synced
-	$(CLI) train --model-dir $(MODEL_DIR)
+.PHONY: models
+models: $(VENV)/.synced ## train every spec that has no current version yet
+	$(CLI) train --all --if-missing --model-dir $(MODEL_DIR)
 
 .PHONY: train
-train: $(VENV)/.synced ## train, gate and publish a new model version
-	$(CLI) train --model-dir $(MODEL_DIR)
+train: $(VENV)/.synced ## train, gate and publish a new version of every spec (data/input/train)
+	$(CLI) train --all --model-dir $(MODEL_DIR)
 
 .PHONY: run
-run: $(MODEL_DIR)/current ## serve on http://127.0.0.1:6666 (INFERENCE_* settings apply)
+run: models ## serve on http://127.0.0.1:6666 (INFERENCE_* settings apply)
 	exec $(CLI) serve
 
 .PHONY: lint
@@ -78,7 +79,7 @@ pipeline: $(VENV)/.synced ## the deploy workflow's stages, run locally
 	scripts/pipeline.sh
 
 .PHONY: bench
-bench: $(MODEL_DIR)/current ## benchmark against the original design (wrk, ~5 min)
+bench: models ## benchmark against the original design (wrk, ~5 min)
 	bench/run.sh
 
 .PHONY: fuzz
@@ -86,7 +87,7 @@ fuzz: $(VENV)/.synced ## contract fuzzing against a live server, full size (FUZZ
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1500} $(VENV)/bin/pytest -p no:cacheprovider tests/e2e/test_fuzz.py
 
 .PHONY: soak
-soak: $(MODEL_DIR)/current ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to docs/reliability.md
+soak: models ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to docs/reliability.md
 	$(VENV)/bin/python scripts/soak.py
 
 .PHONY: tf-validate

@@ -162,9 +162,10 @@ def prepare(out: Path, model_dir: Path) -> dict[str, dict[str, Any]]:
     from sklearn.model_selection import train_test_split
     from sklearn.tree import DecisionTreeClassifier
 
-    from inference_service import artifact, data
+    from inference_service import artifact, data, spec
 
-    x, y = data.load(ROOT / data.DATA_FILE)
+    ds = data.load(spec.load(ROOT / "data/input/train/iris.toml"))
+    x, y = ds.x, ds.y
     lo, hi = x.min(axis=0), x.max(axis=0)
     rng = np.random.default_rng(SEED)
     bodies = {
@@ -172,7 +173,7 @@ def prepare(out: Path, model_dir: Path) -> dict[str, dict[str, Any]]:
         "1000": records_body(make_rows(PAYLOADS["1000"], rng, lo, hi)),
         "10000": records_body(make_rows(BIG_ROWS, rng, lo, hi)),
     }
-    art = artifact.read(model_dir)
+    art = artifact.read(model_dir / "iris")
     session = ort.InferenceSession(art.onnx, providers=["CPUExecutionProvider"])
     # The original design pickled a scikit-learn tree: refit the artifact's tree from its card
     # (same data, split and hyperparameters) and refuse to run if it disagrees with the artifact.
@@ -431,7 +432,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--spawns", type=int, default=3, help="cold starts per server (median)")
     parser.add_argument(
-        "--model-dir", type=Path, default=Path(os.environ.get("INFERENCE_MODEL_DIR", "models/iris"))
+        "--model-dir", type=Path, default=Path(os.environ.get("INFERENCE_MODEL_DIR", "models"))
     )
     parser.add_argument(
         "--publish",

@@ -15,7 +15,7 @@ PY=.venv/bin/python
 if [ ! -x "$PY" ] || ! "$PY" -c 'import sklearn, pandas, matplotlib, gunicorn' 2>/dev/null; then
   uv sync --frozen --all-extras
 fi
-MODEL_DIR="${INFERENCE_MODEL_DIR:-models/iris}"
-[ -f "$MODEL_DIR/current" ] || .venv/bin/inference-service train --model-dir "$MODEL_DIR"
+MODEL_DIR="${INFERENCE_MODEL_DIR:-models}"
+.venv/bin/inference-service train --all --if-missing --model-dir "$MODEL_DIR"
 
 exec "$PY" bench/bench.py "$@"

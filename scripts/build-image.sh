@@ -5,7 +5,7 @@
 # version it trained; the second builds the whole image with that version as a build argument,
 # so it lands in a label (labels cannot be computed inside a build). The second pass reuses the
 # first's cached layers and the Dockerfile fails if the two disagree.
-# Also tags inference-service:latest and inference-service:model-<model version>.
+# Also tags inference-service:latest and inference-service:models-<hash of the model versions>.
 # NO_CACHE=1 rebuilds every layer (a cold build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,22 +35,26 @@ iidfile="$(mktemp)"
 trap 'rm -f "$iidfile"' EXIT
 docker build --target model --iidfile "$iidfile" "${cache[@]}" "${args[@]}" .
 model_stage="$(cat "$iidfile")"
-model_version="$(docker run --rm --network none --entrypoint cat "$model_stage" /app/models/iris/current)"
-echo "model version $model_version"
+# shellcheck disable=SC2016  # expanded by the container's shell
+model_versions="$(docker run --rm --network none --entrypoint /bin/bash "$model_stage" -c \
+    'cd /app/models && for d in */; do printf "%s=%s," "${d%/}" "$(cat "${d}current")"; done')"
+model_versions="${model_versions%,}"
+models_tag="models-$(printf '%s' "$model_versions" | sha256sum | cut -c1-12)"
+echo "models $model_versions"
 
 docker build \
     "${args[@]}" \
-    --build-arg "MODEL_VERSION=$model_version" \
+    --build-arg "MODEL_VERSIONS=$model_versions" \
     --build-arg "BUILD_DATE=$created" \
     --build-arg "VERSION=$version" \
     --build-arg "SOURCE=$source_url" \
-    -t "$image" -t "$name:latest" -t "$name:model-$model_version" \
+    -t "$image" -t "$name:latest" -t "$name:$models_tag" \
     .
 
 id="$(docker image inspect -f '{{.Id}}' "$image")"
 size="$(docker image inspect -f '{{.Size}}' "$image")"
 echo "image:   $id"
 echo "size:    $((size / 1000000)) MB ($size bytes)"
-echo "tags:    $image $name:latest $name:model-$model_version"
-echo "model:   $model_version"
+echo "tags:    $image $name:latest $name:$models_tag"
+echo "models:  $model_versions"
 echo "built in $((SECONDS - start)) s"

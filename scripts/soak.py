@@ -326,9 +326,9 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
-    model_dir = Path(os.environ.get("INFERENCE_MODEL_DIR", ROOT / "models/iris"))
-    if not (model_dir / "current").exists():
-        sys.exit(f"no model in {model_dir}: run `make train`")
+    model_dir = Path(os.environ.get("INFERENCE_MODEL_DIR", ROOT / "models"))
+    if not (model_dir / "iris" / "current").exists():
+        sys.exit(f"no iris model in {model_dir}: run `make models`")
     wait_for_quiet_machine()
     server_cores, load_cores = cores()
     port = free_port()
