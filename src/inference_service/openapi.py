@@ -187,7 +187,7 @@ class ModelDoc:
     def _answer(self) -> dict[str, Any]:
         if self.sig.is_classifier:
             return {"type": "string", "enum": list(self.sig.labels)}
-        return {"type": "integer"}
+        return {"type": "number", "description": "The predicted value (float32)."}
 
     def schemas(self) -> dict[str, Any]:
         sig, c = self.sig, self.c
