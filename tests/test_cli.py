@@ -10,7 +10,8 @@ import pytest
 
 from inference_service.cli import main
 from inference_service.smoke import ORIGINAL_PAYLOAD
-from tests.conftest import ROOT
+from inference_service import artifact
+from tests.conftest import ROOT, train_model
 
 DATA = ROOT / "data/input/train/iris.csv"
 
@@ -56,10 +57,10 @@ def test_predict_reads_json_from_stdin(trained: Path) -> None:
     ("content", "message"),
     [
         (b'[{"0": "x", "1": 1, "2": 1, "3": 1}]', b"expected a number"),
-        (b"sepal_length,sepal_width\n1,2\n", b"CSV header lacks petal_length, petal_width"),
+        (b"sepal_length,sepal_width\n1,2\n", b"the header lacks column 'petal_length'"),
         (
             b"sepal_length,sepal_width,petal_length,petal_width\n1,2,x,4\n",
-            b"CSV row 2: every feature must be a finite number",
+            b"input, row 2, column petal_length: 'x' is not a finite number",
         ),
     ],
 )
@@ -74,18 +75,83 @@ def test_predict_applies_the_same_validation(
 
 
 def test_train_gate_failure_exits_non_zero(tmp_path: Path) -> None:
-    out = run_cli("train", "--min-accuracy", "0.999", model_dir=tmp_path / "iris")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (ROOT / "data/input/train/iris.toml").read_text()
+    (specs / "iris.toml").write_text(
+        f'data = "{DATA}"\n' + text.replace("min_accuracy = 0.90", "min_accuracy = 0.999")
+    )
+    out = run_cli("train", "iris", "--specs", str(specs), model_dir=tmp_path / "models")
     assert out.returncode == 1
-    assert b"below the gate" in out.stderr
-    assert not (tmp_path / "iris").exists()
+    assert b"gates.min_accuracy" in out.stderr
+    assert not (tmp_path / "models" / "iris").exists()
+
+
+def test_train_needs_names_or_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--model-dir", str(tmp_path)]) == 1
+    assert "name the models to train, or pass --all" in capsys.readouterr().err
+    assert main(["train", "roses", "--model-dir", str(tmp_path)]) == 1
+    assert "no spec for 'roses'" in capsys.readouterr().err
 
 
 def test_train_if_missing_keeps_a_valid_model(
     model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sorted(p.name for p in model_dir.iterdir())
-    assert main(["train", "--if-missing", "--model-dir", str(model_dir)]) == 0
+    assert main(["train", "iris", "--if-missing", "--model-dir", str(model_dir.parent)]) == 0
     assert sorted(p.name for p in model_dir.iterdir()) == before
+
+
+def test_predict_names_the_model_and_keeps_id_columns(repository: Path, tmp_path: Path) -> None:
+    wine = (ROOT / "data/input/train/wine.csv").read_text().splitlines()
+    path = tmp_path / "with_ids.csv"
+    path.write_text("\n".join(["id," + wine[0]] + [f"w{i}," + r for i, r in enumerate(wine[1:4])]))
+    out = run_cli("predict", "--model", "wine", "--keep", "id", str(path), model_dir=repository)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout.decode())))
+    assert [r["id"] for r in rows] == ["w0", "w1", "w2"]
+    assert all(r["prediction"].startswith("cultivar_") for r in rows)
+
+
+def test_predict_reports_every_bad_row_and_missing_files(trained: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "sepal_length,sepal_width,petal_length,petal_width\n1,2,x,4\n1,2,3,4\n1,,3,nan\n"
+    )
+    out = run_cli("predict", str(path), model_dir=trained)
+    lines = out.stderr.decode().splitlines()
+    assert out.returncode == 1
+    assert "row 2, column petal_length: 'x'" in lines[0]
+    assert "row 4, column sepal_width: ''" in lines[1]
+    assert "row 4, column petal_width: 'nan'" in lines[2]
+    missing = run_cli("predict", str(tmp_path / "absent.csv"), model_dir=trained)
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.decode().strip()
+        == f"error: {tmp_path / 'absent.csv'}: No such file or directory"
+    )
+
+
+def test_models_list_promote_and_rollback(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = model_dir.parent
+    first = artifact.current_version(model_dir)
+    second = train_model("iris", root, seed=7, promotion={"accuracy": 1.0}).name
+    assert main(["models", "--model-dir", str(root), "list", "iris"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* iris" in listing and second in listing and first in listing
+    assert main(["models", "--model-dir", str(root), "rollback", "iris"]) == 0
+    assert artifact.current_version(model_dir) == first
+    assert main(["models", "--model-dir", str(root), "promote", "iris", second]) == 0
+    assert artifact.current_version(model_dir) == second
+    assert main(["models", "--model-dir", str(root), "promote", "iris", "nope"]) == 1
+    assert artifact.current_version(model_dir) == second
+
+
+def test_smoke_refuses_a_url_without_scheme_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["smoke", "127.0.0.1:1", "--timeout", "60"]) == 2
+    assert "is not an http:// or https:// URL" in capsys.readouterr().err
 
 
 def test_invalid_setting_is_a_usage_error(trained: Path) -> None:
