@@ -42,7 +42,7 @@ ARG MODEL_VERSIONS
 # Labels cannot be computed during a build, so the versions are an argument that must match what
 # the model stage trained (scripts/build-image.sh reads them from that stage first):
 # name=version pairs, comma-separated, in name order.
-RUN trained="$(cd /app/models && for d in */; do printf '%s=%s,' "${d%/}" "$(cat "${d}current")"; done)" \
+RUN trained="$(for d in /app/models/*/; do n="${d%/}"; printf '%s=%s,' "${n##*/}" "$(cat "${d}current")"; done)" \
     && trained="${trained%,}" \
     && if [ -z "${MODEL_VERSIONS:-}" ]; then \
         echo "MODEL_VERSIONS is not set: build with scripts/build-image.sh, or pass" \

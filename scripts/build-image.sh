@@ -37,7 +37,7 @@ docker build --target model --iidfile "$iidfile" "${cache[@]}" "${args[@]}" .
 model_stage="$(cat "$iidfile")"
 # shellcheck disable=SC2016  # expanded by the container's shell
 model_versions="$(docker run --rm --network none --entrypoint /bin/bash "$model_stage" -c \
-    'cd /app/models && for d in */; do printf "%s=%s," "${d%/}" "$(cat "${d}current")"; done')"
+    'for d in /app/models/*/; do n="${d%/}"; printf "%s=%s," "${n##*/}" "$(cat "${d}current")"; done')"
 model_versions="${model_versions%,}"
 models_tag="models-$(printf '%s' "$model_versions" | sha256sum | cut -c1-12)"
 echo "models $model_versions"

@@ -153,12 +153,6 @@ def import_onnx(spec: Spec, onnx_file: Path, options: Options) -> Path:
         raise GateError(f"{onnx_file}: {exc}") from None
     ds = data.load(spec)
     signature = _signature(spec, ds, session, ds.x, onnx_file=onnx_file)
-    from inference_service.model import check_graph
-
-    try:
-        check_graph(signature, session)
-    except ArtifactError as exc:
-        raise GateError(f"{onnx_file}: {exc}") from None
     measured = evaluate(signature, session, ds.x, ds.y)
     log.info("%s: measured on %s: %s", spec.name, ds.path, _figures(measured))
     gates = check_gates(spec, measured)
@@ -469,6 +463,12 @@ def _signature(
         onnx_outputs=tuple(onnx_outputs.items()),
         examples=(),
     )
+    from inference_service.model import check_graph
+
+    try:
+        check_graph(draft, session)
+    except ArtifactError as exc:
+        raise GateError(f"{onnx_file or spec.path}: {exc}") from None
     return Signature(**{**draft.__dict__, "examples": _examples(draft, session, example_pool)})
 
 
