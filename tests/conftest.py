@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from inference_service import spec
 from inference_service.app import create_app
 from inference_service.config import Settings
-from inference_service import spec
 from inference_service.train import Options, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,3 +140,22 @@ def serving(
 def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with serving(trained, tmp_path / "server.log") as running:
         yield running
+
+
+@functools.cache
+def original_labels() -> list[str]:
+    """What the default model, trained from the committed data and spec, answers to the
+    original payload: computed by training it (once per session), never copied from a past run."""
+    from inference_service.model import Model
+    from inference_service.smoke import ORIGINAL_PAYLOAD
+
+    root = Path(tempfile.mkdtemp(prefix="original-labels-"))
+    try:
+        train_model("iris", root)
+        model = Model.load(root / "iris")
+        rows = [[float(r[str(i)]) for i in range(len(r))] for r in ORIGINAL_PAYLOAD]
+        labels = model.predict(np.array(rows, dtype=np.float32)).labels
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert labels is not None
+    return labels

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from inference_service import artifact
 from inference_service.cli import main
 from inference_service.smoke import ORIGINAL_PAYLOAD
-from inference_service import artifact
 from tests.conftest import ROOT, train_model
 
 DATA = ROOT / "data/input/train/iris.csv"
@@ -140,7 +140,7 @@ def test_models_list_promote_and_rollback(
     second = train_model("iris", root, seed=7, promotion={"accuracy": 1.0}).name
     assert main(["models", "--model-dir", str(root), "list", "iris"]) == 0
     listing = capsys.readouterr().out
-    assert f"* iris" in listing and second in listing and first in listing
+    assert "* iris" in listing and second in listing and first in listing
     assert main(["models", "--model-dir", str(root), "rollback", "iris"]) == 0
     assert artifact.current_version(model_dir) == first
     assert main(["models", "--model-dir", str(root), "promote", "iris", second]) == 0

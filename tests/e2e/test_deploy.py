@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import original_labels
 from tests.e2e.conftest import Host, docker, get_json, record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -40,7 +41,7 @@ class Load:
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     answer = json.loads(response.read())
-                    good = answer["predictions"] == ORIGINAL_LABELS
+                    good = answer["predictions"] == original_labels()
                     outcome = "" if good else f"wrong labels {answer['predictions']}"
             except urllib.error.HTTPError as exc:
                 outcome = f"HTTP {exc.code}"
@@ -78,7 +79,7 @@ def test_deploy_serves_the_original_payload_through_the_proxy(
     assert status == 503 and "No release" in body["error"]
     _deployed(host, derived_images["v1"])
     status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
-    assert status == 200 and body["predictions"] == ORIGINAL_LABELS
+    assert status == 200 and body["predictions"] == original_labels()
     container = host.state()["current"]["container"]
     inspected = json.loads(docker("inspect", container).stdout)[0]
     assert inspected["HostConfig"]["ReadonlyRootfs"] is True

@@ -1,13 +1,16 @@
-"""/docs in a real browser: headless Chromium runs "Try it out" on POST /inference."""
+"""/docs in a real browser: every served model is on the page, and headless Chromium runs
+"Try it out" on POST /inference with the example the document takes from the model card."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import serving
@@ -35,14 +38,22 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-def server_url(trained: Path, tmp_path: Path) -> Iterator[str]:
-    with serving(trained, tmp_path / "server.log") as (url, _):
+def server_url(repository: Path, tmp_path: Path) -> Iterator[str]:
+    with serving(repository, tmp_path / "server.log") as (url, _):
         yield url
 
 
 def test_try_it_out_on_docs_page_shows_predictions(
     chromium: Path, server_url: str, tmp_path: Path
 ) -> None:
+    document = requests.get(f"{server_url}/openapi.json", timeout=10).json()
+    models = requests.get(f"{server_url}/readyz", timeout=10).json()["models"]
+    assert len(models) >= 3
+    operation = document["paths"]["/inference"]["post"]
+    payload = operation["requestBody"]["content"]["application/json"]["examples"]
+    first = next(iter(payload.values()))["value"][0]
+    answers = operation["responses"]["200"]["content"]["application/json"]["examples"]
+    expected = next(iter(answers.values()))["value"]["predictions"]
     requested: list[str] = []
     page_errors: list[str] = []
     screenshot = tmp_path / "docs-page.png"
@@ -58,22 +69,26 @@ def test_try_it_out_on_docs_page_shows_predictions(
                 '.opblock-post:has(.opblock-summary-path[data-path="/inference"])'
             )
             expect(operation).to_have_count(1, timeout=20_000)
+            for name in models:
+                path = page.locator(f'.opblock-summary-path[data-path="/models/{name}/inference"]')
+                expect(path).to_have_count(1)
             operation.locator(".opblock-summary").first.click()
             try_it_out = operation.get_by_role("button", name="Try it out")
             if try_it_out.count():  # tryItOutEnabled opens the editor without a click
                 try_it_out.click()
             body = operation.locator(".body-param textarea")
-            expect(body).to_contain_text('"0": 0')
+            key, value = next(iter(first.items()))
+            expect(body).to_contain_text(f"{json.dumps(key)}: {json.dumps(value)}")
             operation.get_by_role("button", name="Execute").click()
 
             answer = operation.locator(".live-responses-table tbody .response-col_description")
-            expect(answer).to_contain_text("virginica", timeout=20_000)
-            expect(answer).to_contain_text("versicolor")
+            expect(answer).to_contain_text(json.dumps(expected[0]), timeout=20_000)
             expect(
                 operation.locator(".live-responses-table tbody .response-col_status")
             ).to_contain_text("200")
-            text = answer.inner_text()
-            assert text.index("virginica") < text.index("versicolor")
+            text, at = answer.inner_text(), 0
+            for prediction in expected:  # the card's answers, in order
+                at = text.index(json.dumps(prediction), at) + 1
 
             # From the page title down to the live answer: what a reader needs to see.
             bottom = operation.locator(".live-responses-table tbody").evaluate(

@@ -1,21 +1,22 @@
 """Contract fuzzing: schemathesis generates requests from the live server's /openapi.json.
 
-Every operation is fuzzed with positive (schema-valid) and negative (schema-violating) data,
-after its documented examples and schemathesis's boundary-value coverage cases. Each response
+The server serves every model of the repository's specs (classifiers and a regressor), so the
+document has each model's own paths and schemas. Every operation is fuzzed with positive
+(schema-valid) and negative (schema-violating) data, after its documented examples. Each response
 must be below 500, match the documented status codes, content types, headers and schemas, and
 every 4xx must be JSON with a string `error`.
 
 `positive_data_acceptance` is left out on purpose: some rules cannot be written in JSON Schema
-(V2 `data` must hold exactly N x 4 values for `shape` [N, 4]; records of one request share one key
+(V2 `data` must hold exactly N x n values for `shape` [N, n]; records of one request share one key
 style), so schema-valid requests may rightly get 400. `negative_data_rejection` stays on: anything
 the schema forbids must be refused with a 4xx.
 
 The versioned operations are fuzzed twice: with generated versions (almost always 404) and with
-the live version pinned, so their 200 path is fuzzed as well.
+each model's live version pinned, so their 200 path is fuzzed as well.
 
 FUZZ_EXAMPLES (default 300; `make fuzz` sets 1500) is the least number of requests a run sends;
-the generated examples per operation derive from it, most for the three operations that parse a
-body. Every request has a 5 s timeout and shrinking is off, so a run is bounded by the budget.
+the generated examples per operation derive from it, most for the operations that take a body.
+Every request has a 5 s timeout and shrinking is off, so a run is bounded by the budget.
 The last test prints the count per operation and status (and writes it to $FUZZ_REPORT).
 """
 
@@ -42,16 +43,23 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import serving
+from inference_service import spec
+from tests.conftest import SPECS, serving
 
 BUDGET = int(os.environ.get("FUZZ_EXAMPLES", "300"))
-OPERATIONS = 16
-# Generated examples per operation (the documented examples and boundary-value cases come on
-# top): two thirds of the budget for the 3 operations that parse bodies, the rest for the 13
-# read-only ones and for a second pass over the 3 versioned ones at the live version.
-INFER_EXAMPLES = math.ceil(BUDGET * 2 / 3 / 3)
-READ_EXAMPLES = max(5, math.ceil(BUDGET / 6 / 13))
-VERSIONED_EXAMPLES = max(5, math.ceil(BUDGET / 6 / 3))
+MODELS = len(spec.discover(SPECS))
+# Per model: records, V1 predict, V2 infer and V2 infer on a version take a body (POST); the
+# card, V1 readiness, V2 metadata and readiness (each also on a version) are GETs. Besides:
+# POST /inference and /v2/repository/index, and 9 GETs (/model, /v2, health, docs, metrics).
+POSTS = 4 * MODELS + 2
+GETS = 6 * MODELS + 9
+VERSIONED = 3 * MODELS
+# Generated examples per operation (the documented examples come on top): two thirds of the
+# budget for the POSTs, the rest for the GETs and for a second pass over the versioned ones at
+# the live version.
+INFER_EXAMPLES = math.ceil(BUDGET * 2 / 3 / POSTS)
+READ_EXAMPLES = max(5, math.ceil(BUDGET / 6 / GETS))
+VERSIONED_EXAMPLES = max(5, math.ceil(BUDGET / 6 / VERSIONED))
 REQUEST_TIMEOUT = 5.0
 REJECTIONS = ["400", "401", "404", "405", "413", "415"]
 
@@ -84,20 +92,21 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def live(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The real `inference-service serve`, its output (access log included) to a file."""
+def live(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The real `inference-service serve` of every model, its output (access log included) to a
+    file."""
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    with serving(trained, log) as (url, _):
+    with serving(repository, log) as (url, _):
         yield url, log
 
 
-def _schema(url: str, **parameters: str) -> schemathesis.BaseSchema:
+def _schema(url: str) -> schemathesis.BaseSchema:
     # Loaded from the document the server serves. Not `from_url`: that one leaves out the
     # operation serving the document itself, and GET /openapi.json is fuzzed too.
     document = requests.get(f"{url}/openapi.json", timeout=10)
     document.raise_for_status()
     schema = schemathesis.openapi.from_dict(document.json())
-    schema.config.update(base_url=url, request_timeout=REQUEST_TIMEOUT, parameters=parameters)
+    schema.config.update(base_url=url, request_timeout=REQUEST_TIMEOUT)
     # What counts as refusing schema-violating data: every documented 4xx (413 for too many rows).
     schema.config.checks.negative_data_rejection.expected_statuses = REJECTIONS
     schema.config.generation.update(
@@ -113,10 +122,17 @@ def live_schema(live: tuple[str, Path]) -> schemathesis.BaseSchema:
 
 @pytest.fixture
 def live_version_schema(live: tuple[str, Path]) -> schemathesis.BaseSchema:
-    """Versioned operations with the live version, which generated strings never hit."""
+    """Versioned operations with each model's live version, which generated strings never hit."""
     url = live[0]
-    version = requests.get(f"{url}/readyz", timeout=5).json()["model"]["version"]
-    return _schema(url, version=version)
+    models = requests.get(f"{url}/readyz", timeout=5).json()["models"]
+    schema = _schema(url)
+
+    @schema.hook("map_path_parameters")
+    def live_version(ctx: Any, parameters: dict[str, Any] | None) -> dict[str, Any]:
+        name = ctx.operation.path.split("/")[3]  # /v2/models/<name>/versions/{version}...
+        return {**(parameters or {}), "version": models[name]["version"]}
+
+    return schema
 
 
 api = schemathesis.pytest.from_fixture("live_schema")
@@ -174,7 +190,9 @@ def test_fuzzing_spent_the_budget_without_a_server_error(live: tuple[str, Path])
     print(f"\n{summary}")  # noqa: T201
     if target := os.environ.get("FUZZ_REPORT"):
         Path(target).write_text(summary + "\n")
-    assert len(SENT) == OPERATIONS, summary
+    document = requests.get(f"{live[0]}/openapi.json", timeout=10).json()
+    operations = sum(len(item) for item in document["paths"].values())
+    assert (operations, POSTS + GETS) == (len(SENT), len(SENT)), summary
     assert total >= BUDGET, summary
     assert not any(code >= 500 for _, code in STATUSES), summary
     log = live[1].read_text(errors="replace")

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import original_labels
 from tests.e2e.conftest import docker, free_port, get_json
 
 pytestmark = pytest.mark.docker
@@ -50,7 +51,7 @@ def test_image_runs_as_non_root_user_10001(image: str, container: tuple[str, int
 def test_image_labels_carry_commit_model_version_and_created_date(image: str) -> None:
     labels = json.loads(docker("image", "inspect", "-f", "{{json .Config.Labels}}", image).stdout)
     model = docker("run", "--rm", "--entrypoint", "cat", image, "/app/models/iris/current")
-    assert labels["io.inference-service.model.version"] == model.stdout.strip()
+    assert f"iris={model.stdout.strip()}" in labels["io.inference-service.models"].split(",")
     assert len(labels["org.opencontainers.image.revision"]) == 40
     assert labels["org.opencontainers.image.created"].endswith("Z")
     assert labels["org.opencontainers.image.version"]
@@ -71,7 +72,7 @@ def test_original_payload_gets_the_right_labels_from_a_read_only_container(
             pass
         time.sleep(0.2)
     assert status == 200, body
-    assert body["predictions"] == ORIGINAL_LABELS
+    assert body["predictions"] == original_labels()
 
 
 def test_healthcheck_turns_healthy(container: tuple[str, int]) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import original_labels
 from tests.e2e.conftest import ROOT, Host, docker, get_json, record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -159,7 +160,7 @@ def _env(host: Host) -> dict[str, str]:
 def _answers(host: Host) -> dict[str, Any]:
     status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
     assert status == 200, body
-    assert body["predictions"] == ORIGINAL_LABELS
+    assert body["predictions"] == original_labels()
     return dict(body)
 
 

@@ -6,13 +6,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tritonclient.http as v2client
 
+from inference_service.model import Model
 from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import original_labels, serving
 
 Server = tuple[str, "subprocess.Popen[bytes]"]
 
@@ -21,15 +26,18 @@ def post(url: str, payload: object) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def test_original_payload_over_http(server: Server) -> None:
     url, _ = server
     status, body = post(f"{url}/inference", ORIGINAL_PAYLOAD)
     assert status == 200
-    assert body["predictions"] == ["virginica", "versicolor"]
+    assert body["predictions"] == original_labels()
 
 
 def test_standard_v2_client_library(server: Server, trained: Path) -> None:
@@ -39,7 +47,8 @@ def test_standard_v2_client_library(server: Server, trained: Path) -> None:
     assert client.is_model_ready("iris")
     metadata = client.get_model_metadata("iris")
     assert metadata["versions"] == [(trained / "current").read_text().strip()]
-    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
+    examples = Model.load(trained).signature.examples
+    rows = np.array([e["inputs"] for e in examples], dtype=np.float32)
     tensor = v2client.InferInput("input", list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows, binary_data=False)
     outputs = [
@@ -48,11 +57,10 @@ def test_standard_v2_client_library(server: Server, trained: Path) -> None:
     ]
     result = client.infer("iris", [tensor], outputs=outputs, request_id="client-1")
     assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == [
-        "setosa",
-        "virginica",
+        e["label"] for e in examples
     ]
     probabilities = result.as_numpy("probabilities")
-    assert probabilities.shape == (2, 3)
+    assert probabilities.shape == (len(examples), 3)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     assert result.get_response()["id"] == "client-1"
 
@@ -139,3 +147,50 @@ def worker_pids(url: str) -> set[str]:
         for s in family.samples
         if s.name == "inference_model_info" and "pid" in s.labels
     }
+
+
+@pytest.fixture
+def every_model(repository: Path, tmp_path: Path) -> Iterator[Server]:
+    with serving(repository, tmp_path / "server.log") as running:
+        yield running
+
+
+def test_whole_repository_is_served_over_every_protocol(
+    every_model: Server, repository: Path
+) -> None:
+    url, _ = every_model
+    client = v2client.InferenceServerClient(url.removeprefix("http://"))
+    index = client.get_model_repository_index()
+    assert sorted((m["name"], m["state"]) for m in index) == [
+        ("diabetes", "READY"),
+        ("iris", "READY"),
+        ("wine", "READY"),
+    ]
+    for name in ("iris", "wine", "diabetes"):
+        signature = Model.load(repository / name).signature
+        rows = np.array([e["inputs"] for e in signature.examples], dtype=np.float32)
+        tensor = v2client.InferInput("input", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows, binary_data=False)
+        output = "label" if signature.is_classifier else "prediction"
+        wanted = [v2client.InferRequestedOutput(output, binary_data=False)]
+        result = client.infer(name, [tensor], outputs=wanted)
+        got = result.as_numpy(output).tolist()
+        if signature.is_classifier:
+            assert [g.decode() if isinstance(g, bytes) else g for g in got] == [
+                e["label"] for e in signature.examples
+            ]
+        else:
+            expected = [e["prediction"] for e in signature.examples]
+            assert got == pytest.approx(expected, rel=1e-5)
+    status, body = post(f"{url}/inference", ORIGINAL_PAYLOAD)
+    assert status == 200 and body["predictions"] == original_labels()
+    status, body = post(f"{url}/models/wine/inference", [{"0": 1, "1": 2, "2": 3, "3": 4}])
+    assert status == 400 and "every record needs 13 keys" in body["error"]
+    smoke = subprocess.run(
+        [sys.executable, "-m", "inference_service.cli", "smoke", url, "--timeout", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert smoke.returncode == 0, smoke.stderr
+    assert all(name in smoke.stdout for name in ("iris", "wine", "diabetes"))
