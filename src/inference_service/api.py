@@ -290,9 +290,7 @@ def readyz() -> Response:
     }
     if not repository.ready:
         missing = [n for n, m in models.items() if "error" in m]
-        reason = (
-            f"models not loaded: {', '.join(missing)}" if missing else repository.problem
-        )
+        reason = f"models not loaded: {', '.join(missing)}" if missing else repository.problem
         return json_response({"error": f"Not ready: {reason}.", "models": models}, 503)
     body: dict[str, Any] = {"status": "ready", "models": models}
     if (default := repository.default) is not None:
