@@ -75,6 +75,12 @@ resource "azurerm_kubernetes_cluster" "this" {
     secret_rotation_enabled = true
   }
 
+  # The application routing add-on (managed NGINX): the prod overlay's ingress class
+  # webapprouting.kubernetes.azure.com. Its public load balancer serves the ingress.
+  web_app_routing {
+    dns_zone_ids = var.web_app_routing_dns_zone_ids
+  }
+
   oms_agent {
     log_analytics_workspace_id      = azurerm_log_analytics_workspace.this.id
     msi_auth_for_monitoring_enabled = true
