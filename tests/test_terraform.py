@@ -1052,3 +1052,57 @@ def test_placeholder_proxy_conf_answers_503_json_on_the_service_port(
     )
     result = run([nginx, "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(main_conf)])
     assert result.returncode == 0, result.stderr
+
+
+# --- the documented roles ---------------------------------------------------------------------
+
+
+def documented_roles() -> list[dict[str, str]]:
+    """Rows of the roles table in docs/delivery.md (Identity, Role, Scope, Why)."""
+    text = (REPO_ROOT / "docs/delivery.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("| Identity | Role |"))
+    header = [cell.strip() for cell in lines[header_at].strip("|").split("|")]
+    rows = []
+    for line in lines[header_at + 2 :]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def provider_registers_resource_providers(directory: Path) -> bool:
+    provider = single(blocks(directory, "provider")["azurerm"])
+    return provider.get("resource_provider_registrations", "legacy") != "none"
+
+
+def test_the_documented_terraform_role_scope_can_apply_the_plan() -> None:
+    roots = [TF_DIR, AKS_DIR]
+    needs_subscription = any(
+        "azurerm_resource_group.this" in blocks(d, "resource")
+        or provider_registers_resource_providers(d)
+        for d in roots
+    )
+    rows = [r for r in documented_roles() if r["Identity"] == "`infra.yml`"]
+    contributor = [r for r in rows if r["Role"] == "Contributor"]
+    assert len(contributor) == 1, rows
+    assert (contributor[0]["Scope"] == "subscription") is needs_subscription
+    text = (REPO_ROOT / "docs/delivery.md").read_text()
+    assert ("Contributor on the resource group" in text) is not needs_subscription
+
+
+def test_the_documented_roles_cover_the_role_assignments_terraform_creates() -> None:
+    assigns = any(
+        address.startswith("azurerm_role_assignment.")
+        for d in (TF_DIR, AKS_DIR)
+        for address in blocks(d, "resource")
+    )
+    rows = [r for r in documented_roles() if r["Identity"] == "`infra.yml`"]
+    can_assign = [
+        r
+        for r in rows
+        if "Role Based Access Control Administrator" in r["Role"]
+        or "User Access Administrator" in r["Role"]
+    ]
+    assert bool(can_assign) is assigns
