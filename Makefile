@@ -55,8 +55,8 @@ test: lint typecheck ## lint, types and the whole pytest suite
 	$(VENV)/bin/pytest
 
 .PHONY: smoke
-smoke: $(VENV)/.synced ## check a running service end to end (URL=...)
-	$(CLI) smoke $(URL)
+smoke: $(VENV)/.synced ## check a running service end to end (URL=...; uses API_KEYS_FILE's first key when it exists)
+	$(KEYS_ENV) $(CLI) smoke $(URL)
 
 .PHONY: image
 image: $(VENV)/.synced ## build the container image, tagged with the git sha and latest
@@ -66,9 +66,23 @@ image: $(VENV)/.synced ## build the container image, tagged with the git sha and
 host-install: $(VENV)/.synced ## make sure Docker, nginx and the proxy config are present (idempotent)
 	$(CLI) deploy install
 
+# The API keys the deploy workflow writes from its environment secret (make api-keys). When the
+# file exists, the service and the smoke test read INFERENCE_API_KEYS from it.
+API_KEYS_FILE ?= $(or $(INFERENCE_DEPLOY_STATE_DIR),/var/lib/inference-service)/api-keys
+KEYS_ENV = $(if $(wildcard $(API_KEYS_FILE)),INFERENCE_API_KEYS=$(API_KEYS_FILE))
+# CANARY=<1-99>: the new release first gets that share of requests; empty or 0: no canary.
+CANARY ?=
+CANARY_PERCENTS := $(shell seq 0 99)
+CANARY_OK = $(and $(filter 1,$(words $(CANARY))),$(filter $(CANARY),$(CANARY_PERCENTS)))
+
+.PHONY: api-keys
+api-keys: ## write API_KEYS (comma- or newline-separated) to API_KEYS_FILE, mode 0600; empty keeps the file
+	scripts/write-api-keys.sh "$(API_KEYS_FILE)"
+
 .PHONY: deploy-local
-deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host
-	$(CLI) deploy up $(IMAGE)
+deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host (CANARY=<percent>)
+	$(if $(strip $(CANARY)),$(if $(CANARY_OK),,$(error CANARY must be a whole percentage from 1 to 99, or 0 or empty for none, not '$(CANARY)')))
+	$(KEYS_ENV) $(CLI) deploy up $(IMAGE)$(if $(filter-out 0,$(CANARY)), --canary $(CANARY))
 
 .PHONY: rollback-local
 rollback-local: $(VENV)/.synced ## switch back to the previous release
@@ -92,7 +106,7 @@ soak: models ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to doc
 
 .PHONY: tf-validate
 tf-validate: ## terraform init -backend=false and validate (needs the provider registry)
-	for dir in infra/terraform infra/terraform/aks infra/terraform/examples/basic; do \
+	for dir in $(TF_ROOTS); do \
 	  terraform -chdir=$$dir init -backend=false -input=false && terraform -chdir=$$dir validate || exit 1; \
 	done
 
@@ -136,22 +150,43 @@ TF_BACKEND = -backend-config=resource_group_name=$(TFSTATE_RESOURCE_GROUP) \
 	-backend-config=key=$(or $(TFSTATE_KEY),inference-service/vm.tfstate) \
 	-backend-config=use_azuread_auth=true -backend-config=use_oidc=true
 
+# An empty TF_VAR_x counts as unset, so the variable's default (often null) applies: a workflow
+# passes `${{ secrets.X }}` or `${{ vars.X }}` as "" when it is not set, and "" is not "absent".
+TF_ENV = env $(foreach var,$(filter TF_VAR_%,$(.VARIABLES)),$(if $(strip $($(var))),,-u $(var)))
+
+TF_ROOTS := infra/terraform infra/terraform/aks infra/terraform/examples/basic
+TF_LOCK_PLATFORMS := linux_amd64 darwin_arm64 darwin_amd64 windows_amd64
+
+.PHONY: tf-lock
+tf-lock: ## write .terraform.lock.hcl in each root for every platform (needs the provider registry); commit them
+	for dir in $(TF_ROOTS); do \
+	  terraform -chdir=$$dir providers lock $(addprefix -platform=,$(TF_LOCK_PLATFORMS)) || exit 1; \
+	done
+
 .PHONY: tf-plan
-tf-plan: ## terraform init (azurerm state from TFSTATE_*) and plan into TF_DIR/TF_PLAN
-	terraform -chdir=$(TF_DIR) init -input=false $(TF_BACKEND)
-	terraform -chdir=$(TF_DIR) plan -input=false -out=$(TF_PLAN)
+tf-plan: ## terraform init (azurerm state from TFSTATE_*) and plan into TF_DIR/TF_PLAN, writing .terraform.lock.hcl
+	$(TF_ENV) terraform -chdir=$(TF_DIR) init -input=false $(TF_BACKEND)
+	$(TF_ENV) terraform -chdir=$(TF_DIR) plan -input=false -out=$(TF_PLAN)
 
 .PHONY: tf-apply
-tf-apply: ## terraform init and apply exactly the saved plan TF_DIR/TF_PLAN
-	terraform -chdir=$(TF_DIR) init -input=false $(TF_BACKEND)
-	terraform -chdir=$(TF_DIR) apply -input=false $(TF_PLAN)
+tf-apply: ## terraform init with the plan's .terraform.lock.hcl, unchanged, and apply exactly TF_DIR/TF_PLAN
+	$(TF_ENV) terraform -chdir=$(TF_DIR) init -input=false -lockfile=readonly $(TF_BACKEND)
+	$(TF_ENV) terraform -chdir=$(TF_DIR) apply -input=false $(TF_PLAN)
 
 K8S_OVERLAY ?= deploy/k8s/overlays/prod
 K8S_NAMESPACE ?= inference-service
 ACR_IMAGE = $(ACR_NAME).azurecr.io/$(IMAGE_NAME):$(IMAGE_TAG)
+AKS_MANIFEST_DIR := .tools/aks
+AKS_MANIFEST := inference-service.yaml
+# Every kubectl against the cluster goes through `az aks command invoke` (the Azure control plane):
+# it needs neither a kubeconfig nor kubelogin, and works from a hosted runner although the API
+# server only accepts api_server_authorized_ip_ranges. The files it attaches sit in AKS_MANIFEST_DIR.
+AKS_COMMAND = cd $(AKS_MANIFEST_DIR) && $(CURDIR)/scripts/aks-command.py \
+	--resource-group "$(AKS_RESOURCE_GROUP)" --name "$(AKS_CLUSTER)"
+AKS_ROLLOUT = kubectl -n $(K8S_NAMESPACE) rollout status deployment/inference-service --timeout=5m
 
 .PHONY: aks-credentials
-aks-credentials: ## kubeconfig for AKS_CLUSTER in AKS_RESOURCE_GROUP from the az login (kubelogin)
+aks-credentials: ## people only: kubeconfig for AKS_CLUSTER through kubelogin (from an authorised address)
 	az aks get-credentials --resource-group $(AKS_RESOURCE_GROUP) --name $(AKS_CLUSTER) --overwrite-existing
 	kubelogin convert-kubeconfig -l azurecli
 
@@ -164,12 +199,16 @@ aks-push: ## push IMAGE to ACR_NAME and pin K8S_OVERLAY to its tag and digest
 	  | grep -m1 '^$(ACR_NAME).azurecr.io/$(IMAGE_NAME)@')" && \
 	  cd $(K8S_OVERLAY) && kustomize edit set image "inference-service=$(ACR_IMAGE)@$${digest#*@}"
 
+.PHONY: aks-manifest
+aks-manifest: $(VENV)/.synced ## render K8S_OVERLAY into one file, AKS_MANIFEST_DIR/AKS_MANIFEST
+	mkdir -p $(AKS_MANIFEST_DIR)
+	$(VENV)/bin/kubectl kustomize $(K8S_OVERLAY) >$(AKS_MANIFEST_DIR)/$(AKS_MANIFEST)
+
 .PHONY: aks-deploy
-aks-deploy: ## kubectl apply -k K8S_OVERLAY and wait for the rollout
-	kubectl apply -k $(K8S_OVERLAY)
-	kubectl -n $(K8S_NAMESPACE) rollout status deployment/inference-service --timeout=5m
+aks-deploy: aks-manifest ## apply the rendered overlay in AKS_CLUSTER (az aks command invoke) and wait for the rollout
+	$(AKS_COMMAND) --file $(AKS_MANIFEST) "kubectl apply -f $(AKS_MANIFEST) && $(AKS_ROLLOUT)"
 
 .PHONY: aks-rollback
-aks-rollback: ## kubectl rollout undo, then wait for the previous revision
-	kubectl -n $(K8S_NAMESPACE) rollout undo deployment/inference-service
-	kubectl -n $(K8S_NAMESPACE) rollout status deployment/inference-service --timeout=5m
+aks-rollback: ## kubectl rollout undo in AKS_CLUSTER (az aks command invoke), then wait for the previous revision
+	mkdir -p $(AKS_MANIFEST_DIR)
+	$(AKS_COMMAND) "kubectl -n $(K8S_NAMESPACE) rollout undo deployment/inference-service && $(AKS_ROLLOUT)"

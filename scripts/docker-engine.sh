@@ -20,7 +20,9 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
     echo "starting dockerd (log: $LOG)"
-    nohup dockerd >"$LOG" 2>&1 &
+    # dockerd outlives this script, so it must not inherit the caller's descriptors: under
+    # `flock /tmp/heavy.lock ...` the lock is on fd 3, and dockerd would hold it until it exits.
+    nohup dockerd >"$LOG" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
     for _ in $(seq 60); do
         docker info >/dev/null 2>&1 && break
         sleep 1

@@ -5,6 +5,7 @@
 #   install   make host-install                   (job install)
 #   test      make test, see PIPELINE_TESTS        (hosted CI does this before a merge)
 #   build     make image IMAGE_TAG=<tag>           (job build; the model is trained in the build)
+#   api-keys  make api-keys                        (job deploy; API_KEYS from the environment)
 #   deploy    make deploy-local IMAGE_TAG=<tag>    (job deploy)
 #   smoke     make smoke URL=<PIPELINE_URL>, then make smoke   (job test)
 #   rollback  make rollback-local, only when a smoke test failed
@@ -73,6 +74,7 @@ else
     stage test run_tests
 fi
 stage build make image IMAGE_TAG="$IMAGE_TAG"
+stage api-keys make api-keys
 deployed=0
 stage deploy make deploy-local IMAGE_TAG="$IMAGE_TAG" && deployed=1
 smoke_failed=0

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ REQUIRED_VARS: dict[str, Any] = {
     "repository_url": "https://github.com/example-org/inference-service",
     "runner_registration_token": SAMPLE_TOKEN,
 }
+
+TLS_VARS: dict[str, Any] = {"tls_email": "ops@example.com", "dns_label": "my-inference"}
+TLS_DOMAIN = "my-inference.westeurope.cloudapp.azure.com"
 
 CHECKOV_ENV = {
     # Keep checkov offline: no guideline mapping, no platform calls, no version check.
@@ -294,8 +298,12 @@ def test_root_module_exposes_the_documented_outputs() -> None:
         assert name in outputs
     assert "identity_principal_id" in outputs
     service_url = outputs["service_url"]["value"]
-    assert service_url.startswith("http://${azurerm_public_ip.this.ip_address}:")
-    assert service_url.endswith(":${local.service_port}/inference")
+    plain = "http://${azurerm_public_ip.this.ip_address}:${local.service_port}/inference"
+    assert (
+        service_url
+        == f'${{local.tls_enabled ? "https://${{local.tls_domain}}/inference" : "{plain}"}}'
+    )
+    assert plain in outputs["plain_http_url"]["value"]
     assert local_values(TF_DIR)["service_port"] == SERVICE_PORT
     assert "ssh ${var.admin_username}@" in outputs["ssh_command"]["value"]
 
@@ -315,8 +323,17 @@ def test_aks_module_exposes_registry_and_identity_outputs() -> None:
 
 
 def nsg_rules() -> list[dict[str, Any]]:
-    nsg = resource(TF_DIR, "azurerm_network_security_group.this")
-    return nsg["security_rule"]  # type: ignore[no-any-return]
+    """The NSG's static rules (SSH)."""
+    rules = resource(TF_DIR, "azurerm_network_security_group.this")["security_rule"]
+    return rules if isinstance(rules, list) else [rules]
+
+
+def public_rule_template() -> dict[str, Any]:
+    """The dynamic rule built from local.public_inbound_rules (service, HTTPS, ACME)."""
+    dynamic = resource(TF_DIR, "azurerm_network_security_group.this")["dynamic"]
+    rule = dynamic["security_rule"]
+    assert rule["for_each"] == "${local.public_inbound_rules}"
+    return rule["content"]  # type: ignore[no-any-return]
 
 
 def test_ssh_is_only_open_to_admin_cidrs() -> None:
@@ -328,18 +345,20 @@ def test_ssh_is_only_open_to_admin_cidrs() -> None:
     assert "source_address_prefix" not in rule
 
 
-def test_service_port_is_open_to_service_cidrs() -> None:
-    rules = [r for r in nsg_rules() if r["destination_port_range"] == SERVICE_PORT_EXPR]
-    assert len(rules) == 1
-    assert rules[0]["source_address_prefixes"] == "${var.service_source_cidrs}"
-    assert rules[0]["protocol"] == "Tcp"
+def test_public_rules_are_inbound_tcp_to_one_port_from_listed_sources() -> None:
+    rule = public_rule_template()
+    assert rule["access"] == "Allow" and rule["direction"] == "Inbound"
+    assert rule["protocol"] == "Tcp"
+    assert rule["destination_port_range"] == "${tostring(security_rule.value.port)}"
+    assert rule["source_address_prefixes"] == "${security_rule.value.sources}"
+    assert "destination_port_ranges" not in rule and "source_address_prefix" not in rule
 
 
-def test_nsg_allows_nothing_but_ssh_and_the_service() -> None:
+def test_nsg_allows_nothing_but_ssh_and_the_public_rules() -> None:
     for rule in nsg_rules():
         assert rule.get("source_address_prefix") not in ("*", "Internet", "0.0.0.0/0", "Any")
         assert "destination_port_ranges" not in rule
-        assert rule["destination_port_range"] in ("22", SERVICE_PORT_EXPR)
+        assert rule["destination_port_range"] == "22"
         assert rule["protocol"] == "Tcp"
         assert rule["direction"] == "Inbound"
 
@@ -469,6 +488,17 @@ def test_aks_uses_azure_cni_overlay_with_cilium() -> None:
     assert network["network_policy"] == "cilium"
 
 
+def test_aks_enables_the_ingress_controller_the_overlays_use() -> None:
+    classes = set()
+    for path in sorted((REPO_ROOT / "deploy/k8s/overlays").glob("*/ingress.yaml")):
+        classes.add(yaml.safe_load(path.read_text())["spec"]["ingressClassName"])
+    assert classes == {"webapprouting.kubernetes.azure.com"}
+    cluster = resource(AKS_DIR, "azurerm_kubernetes_cluster.this")
+    routing = single(cluster["web_app_routing"])
+    assert routing["dns_zone_ids"] == "${var.web_app_routing_dns_zone_ids}"
+    assert blocks(AKS_DIR, "variable")["web_app_routing_dns_zone_ids"]["default"] == []
+
+
 def test_kubelet_identity_can_pull_from_the_registry() -> None:
     registry = resource(AKS_DIR, "azurerm_container_registry.this")
     assert registry["admin_enabled"] is False
@@ -500,6 +530,20 @@ class Harness:
     def plan(self, **overrides: Any) -> subprocess.CompletedProcess[str]:
         return self.terraform_run("plan", values={**REQUIRED_VARS, **overrides})
 
+    def outputs(self, **overrides: Any) -> dict[str, Any]:
+        """Apply (no resources, so nothing but the locals and outputs) and return the outputs."""
+        state = self.directory / f"{uuid.uuid4().hex}.tfstate"
+        values = {k: v for k, v in {**REQUIRED_VARS, **overrides}.items() if v is not None}
+        applied = self.terraform_run("apply", "-auto-approve", f"-state={state}", values=values)
+        assert applied.returncode == 0, applied.stderr
+        shown = run(
+            [self.terraform, "output", "-json", f"-state={state}"],
+            cwd=self.directory,
+            env=terraform_env(),
+        )
+        assert shown.returncode == 0, shown.stderr
+        return {name: o["value"] for name, o in json.loads(shown.stdout).items()}
+
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Harness:
@@ -515,6 +559,10 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Harness:
             ("vm", "cloud_init_vm_vars"),
             ("scale_set", "cloud_init_scale_set_vars"),
         )
+    ]
+    outputs += [
+        'output "inbound_rules" {\n  value = local.public_inbound_rules\n}\n',
+        'output "tls_domain" {\n  value = local.tls_domain\n}\n',
     ]
     (directory / "harness.tf").write_text("\n".join(outputs))
     return Harness(directory, terraform)
@@ -574,25 +622,192 @@ def test_validations_refuse_values_that_would_break_the_host(
     assert name in result.stderr
 
 
+def test_an_empty_registration_token_is_refused_with_its_name(harness: Harness) -> None:
+    result = harness.plan(runner_registration_token="")
+    assert result.returncode != 0
+    assert "runner_registration_token" in result.stderr
+
+
+def test_the_single_vm_needs_a_registration_token(harness: Harness) -> None:
+    result = harness.plan(runner_registration_token=None)
+    assert result.returncode != 0
+    assert "runner_registration_token is required for the single VM" in result.stderr
+
+
+def test_the_scale_set_needs_no_registration_token(harness: Harness) -> None:
+    result = harness.plan(runner_registration_token=None, scale_set={"enabled": True})
+    assert result.returncode == 0, result.stderr
+
+
+def _make_tf_plan(
+    harness: Harness, tmp_path: Path, env: dict[str, str]
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`make tf-plan` (what infra.yml runs) on the harness, variables as infra.yml sets them."""
+    directory = tmp_path / uuid.uuid4().hex
+    shutil.copytree(
+        harness.directory, directory, ignore=shutil.ignore_patterns("*.tfstate*", "*.json")
+    )
+    tf_vars = {
+        f"TF_VAR_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in REQUIRED_VARS.items()
+    }
+    return directory, run(
+        ["make", "--no-print-directory", "tf-plan", f"TF_DIR={directory}"],
+        cwd=REPO_ROOT,
+        env={**terraform_env(), **tf_vars, **env},
+    )
+
+
+def test_tf_plan_treats_an_unset_workflow_secret_as_no_token(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """infra.yml passes `${{ secrets.RUNNER_REGISTRATION_TOKEN }}`: "" when the secret is unset."""
+    scale_set = {"TF_VAR_scale_set": '{"enabled": true}'}
+    root, done = _make_tf_plan(
+        harness, tmp_path, {"TF_VAR_runner_registration_token": "", **scale_set}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (root / "tfplan").is_file()
+    _, single = _make_tf_plan(harness, tmp_path, {"TF_VAR_runner_registration_token": ""})
+    assert single.returncode != 0
+    assert "runner_registration_token is required for the single VM" in single.stderr
+
+
+def test_infra_workflow_passes_the_token_secret_that_tf_plan_may_drop() -> None:
+    env = yaml.safe_load((REPO_ROOT / ".github/workflows/infra.yml").read_text())["env"]
+    assert env["TF_VAR_runner_registration_token"] == "${{ secrets.RUNNER_REGISTRATION_TOKEN }}"
+
+
+@pytest.mark.parametrize(
+    ("scale_set", "accepted"),
+    [
+        ({"enabled": True, "instances": 62}, True),  # 62 x 1024 = 63,488
+        ({"enabled": True, "instances": 63}, False),  # 64,512: one instance without egress
+        ({"enabled": True, "instances": 100}, False),
+        ({"enabled": True, "instances": 100, "outbound_ports_per_instance": 640}, True),
+        ({"enabled": True, "instances": 100, "outbound_ports_per_instance": 648}, False),
+        ({"enabled": True, "instances": 2, "outbound_ports_per_instance": 1001}, False),
+        ({"enabled": True, "instances": 2, "outbound_ports_per_instance": 0}, False),
+    ],
+)
+def test_scale_set_outbound_ports_fit_one_frontend_ip(
+    harness: Harness, scale_set: dict[str, Any], accepted: bool
+) -> None:
+    result = harness.plan(scale_set=scale_set)
+    assert (result.returncode == 0) is accepted, result.stderr
+    if not accepted:
+        assert "scale_set.outbound_ports_per_instance" in result.stderr
+
+
+def test_scale_set_boots_after_its_outbound_rule_exists() -> None:
+    scale_set = resource(SCALE_SET_DIR, VMSS)
+    assert "${azurerm_lb_outbound_rule.egress}" in scale_set["depends_on"]
+    egress = resource(SCALE_SET_DIR, "azurerm_lb_outbound_rule.egress")
+    assert egress["allocated_outbound_ports"] == "${var.outbound_ports_per_instance}"
+    assert egress["backend_address_pool_id"] == "${azurerm_lb_backend_address_pool.this.id}"
+    module = blocks(TF_DIR, "module")["scale_set"]
+    assert module["outbound_ports_per_instance"] == "${var.scale_set.outbound_ports_per_instance}"
+    subnet = resource(TF_DIR, "azurerm_subnet.this")
+    assert subnet["default_outbound_access_enabled"] is False, (
+        "the outbound rule is the only way out"
+    )
+
+
+@pytest.mark.parametrize(
+    ("instances", "ports", "holds"), [(62, 1024, True), (63, 1024, False), (125, 512, True)]
+)
+def test_scale_set_module_precondition_counts_snat_ports(
+    tmp_path: Path, instances: int, ports: int, holds: bool
+) -> None:
+    """The module's own precondition, evaluated by terraform (terraform_data needs no provider)."""
+    terraform = require_tool("terraform")
+    egress = resource(SCALE_SET_DIR, "azurerm_lb_outbound_rule.egress")
+    condition = egress["lifecycle"]["precondition"]["condition"]
+    assert condition.startswith("${") and condition.endswith("}")
+    (tmp_path / "locals.tf").write_text((SCALE_SET_DIR / "locals.tf").read_text())
+    (tmp_path / "check.tf").write_text(
+        f'variable "instances" {{\n  default = {instances}\n}}\n'
+        f'variable "outbound_ports_per_instance" {{\n  default = {ports}\n}}\n'
+        'resource "terraform_data" "egress" {\n  lifecycle {\n    precondition {\n'
+        f"      condition     = {condition[2:-1]}\n"
+        '      error_message = "too many SNAT ports"\n    }\n  }\n}\n'
+    )
+    env = terraform_env()
+    assert run([terraform, "init", "-input=false"], cwd=tmp_path, env=env).returncode == 0
+    result = run([terraform, "plan", "-input=false", "-no-color"], cwd=tmp_path, env=env)
+    assert (result.returncode == 0) is holds, result.stdout + result.stderr
+    if not holds:
+        assert "too many SNAT ports" in result.stderr
+
+
+def _rules_by_port(harness: Harness, **overrides: Any) -> dict[int, dict[str, Any]]:
+    rules = harness.outputs(**overrides)["inbound_rules"]
+    return {int(rule["port"]): rule for rule in rules.values()}
+
+
+def test_default_opens_only_plain_http_on_the_service_port(harness: Harness) -> None:
+    rules = _rules_by_port(harness)
+    assert set(rules) == {SERVICE_PORT}
+    assert rules[SERVICE_PORT]["sources"] == ["0.0.0.0/0"]
+
+
+def test_tls_opens_https_to_clients_and_port_80_for_acme(harness: Harness) -> None:
+    cidrs = ["198.51.100.0/24"]
+    rules = _rules_by_port(harness, service_source_cidrs=cidrs, **TLS_VARS)
+    assert set(rules) == {SERVICE_PORT, 443, 80}
+    assert rules[443]["sources"] == cidrs and rules[SERVICE_PORT]["sources"] == cidrs
+    assert rules[80]["sources"] == ["0.0.0.0/0"], "ACME validation comes from anywhere"
+    assert len({rule["priority"] for rule in rules.values()}) == 3
+
+
+def test_plain_http_can_be_closed_when_tls_is_on(harness: Harness) -> None:
+    rules = _rules_by_port(harness, plain_http_enabled=False, **TLS_VARS)
+    assert set(rules) == {443, 80}
+
+
+def test_tls_domain_defaults_to_the_public_ip_azure_name(harness: Harness) -> None:
+    assert harness.outputs(**TLS_VARS)["tls_domain"] == TLS_DOMAIN
+    custom = harness.outputs(tls_domain="inference.example.com", **TLS_VARS)
+    assert custom["tls_domain"] == "inference.example.com"
+    assert harness.outputs()["tls_domain"] == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"plain_http_enabled": False}, "plain_http_enabled = false closes port 6666"),
+        ({"tls_email": "ops@example.com"}, "tls_email needs a name for the certificate"),
+        (
+            {**TLS_VARS, "scale_set": {"enabled": True}},
+            "tls_email turns on HTTPS on the single VM only",
+        ),
+        ({**TLS_VARS, "tls_email": "not-an-address"}, "tls_email must be an e-mail address"),
+        ({**TLS_VARS, "tls_email": "a'b@example.com"}, "tls_email must be an e-mail address"),
+        ({**TLS_VARS, "tls_domain": "https://x.example.com"}, "tls_domain must be a lower-case"),
+        ({**TLS_VARS, "tls_domain": "*.example.com"}, "tls_domain must be a lower-case"),
+    ],
+)
+def test_tls_settings_that_cannot_work_are_refused(
+    harness: Harness, overrides: dict[str, Any], message: str
+) -> None:
+    result = harness.plan(**overrides)
+    assert result.returncode != 0
+    assert message in " ".join(result.stderr.split())
+
+
 # --- cloud-init -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def rendered(harness: Harness) -> dict[str, str]:
     """The cloud-init documents exactly as Terraform renders them for the VM and the scale set."""
-    state = harness.directory / "render.tfstate"
-    applied = harness.terraform_run(
-        "apply", "-auto-approve", f"-state={state}", values=REQUIRED_VARS
-    )
-    assert applied.returncode == 0, applied.stderr
-    output = run(
-        [harness.terraform, "output", "-json", f"-state={state}"],
-        cwd=harness.directory,
-        env=terraform_env(),
-    )
-    assert output.returncode == 0, output.stderr
-    values = json.loads(output.stdout)
-    return {name: values[name]["value"] for name in ("vm", "scale_set")}
+    values = harness.outputs()
+    return {name: values[name] for name in ("vm", "scale_set")}
+
+
+@pytest.fixture(scope="module")
+def rendered_tls(harness: Harness) -> str:
+    """The VM's cloud-init with HTTPS on (tls_email and dns_label set)."""
+    return str(harness.outputs(**TLS_VARS)["vm"])
 
 
 MODES = ["vm", "scale_set"]
@@ -689,6 +904,86 @@ def test_scale_set_instances_build_from_source_without_a_token(rendered: dict[st
     assert 'make -C "$APP_DIR" host-install image deploy-local' in script
 
 
+def _bootstrap_in_a_sandbox(script: str, tmp_path: Path, failing: str) -> Path:
+    """The rendered bootstrap with its token file moved under tmp_path and one step made to fail.
+
+    Everything else it would do needs root and a VM (tests/e2e/test_cloud_init.py boots it); this
+    runs only its own control flow: the functions as rendered, `main`, `set -e` and the traps.
+    """
+    token = tmp_path / "runner-token"
+    token.write_text(SAMPLE_TOKEN + "\n")
+    body = script.replace(TOKEN_PATH, str(token))
+    assert body.rstrip().endswith('main "$@"')
+    body = body.rstrip()[: -len('main "$@"')]
+    stubs = {name: "return 0" for name in ("prepare_host", "register_runner", "enable_tls")}
+    stubs[failing] = f'echo "{failing} failed" >&2; return 1'
+    body += "".join(f"{name}() {{ {stub}; }}\n" for name, stub in stubs.items()) + "main\n"
+    (tmp_path / "bootstrap.sh").write_text(body)
+    return token
+
+
+@pytest.mark.parametrize("failing", ["prepare_host", "register_runner"])
+def test_a_failed_bootstrap_still_shreds_the_registration_token(
+    rendered: dict[str, str], tmp_path: Path, failing: str
+) -> None:
+    script = written_file(parsed(rendered["vm"]), BOOTSTRAP_PATH)["content"]
+    token = _bootstrap_in_a_sandbox(script, tmp_path, failing)
+    done = run([require_tool("bash"), str(tmp_path / "bootstrap.sh")])
+    assert done.returncode != 0, "the failure must still fail cloud-init's runcmd"
+    assert f"{failing} failed" in done.stderr
+    assert not token.exists(), "the token survived a failed bootstrap"
+
+
+def test_the_token_is_gone_before_the_https_step_runs(rendered_tls: str, tmp_path: Path) -> None:
+    script = written_file(parsed(rendered_tls), BOOTSTRAP_PATH)["content"]
+    token = _bootstrap_in_a_sandbox(script, tmp_path, "enable_tls")
+    done = run([require_tool("bash"), str(tmp_path / "bootstrap.sh")])
+    assert done.returncode != 0 and "enable_tls failed" in done.stderr
+    assert not token.exists()
+
+
+def test_runner_env_is_written_before_the_runner_is_downloaded(rendered: dict[str, str]) -> None:
+    script = written_file(parsed(rendered["vm"]), BOOTSTRAP_PATH)["content"]
+    register = script[script.index("register_runner() {") :]
+    env_write = register.index('as_deploy tee -a "$RUNNER_DIR/.env"')
+    assert env_write < register.index("curl ") < register.index("./config.sh")
+    assert 'grep -qxF "$DEPLOY_ENV" "$RUNNER_DIR/.env"' in register, "written once, not per run"
+
+
+def test_https_is_off_by_default(rendered: dict[str, str]) -> None:
+    document = parsed(rendered["vm"])
+    assert "certbot" not in document["packages"]
+    script = written_file(document, BOOTSTRAP_PATH)["content"]
+    assert "readonly TLS_DOMAIN=''" in script
+
+
+def test_https_installs_certbot_and_runs_deploy_tls_for_the_domain(rendered_tls: str) -> None:
+    document = parsed(rendered_tls)
+    assert "certbot" in document["packages"]
+    script = written_file(document, BOOTSTRAP_PATH)["content"]
+    assert f"readonly TLS_DOMAIN='{TLS_DOMAIN}'" in script
+    assert f"readonly TLS_EMAIL='{TLS_VARS['tls_email']}'" in script
+    call = 'inference-service" deploy tls --domain "$TLS_DOMAIN" --email "$TLS_EMAIL"'
+    assert call in script
+    main = script[script.index("main() {") :]
+    # After the host is prepared and the runner registered: a failed certificate never costs the
+    # one-hour registration token.
+    assert main.index("register_runner") < main.index("shred_token") < main.index("enable_tls")
+
+
+def test_https_cloud_init_passes_the_schema_and_shellcheck(
+    rendered_tls: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "user-data.yaml"
+    config.write_text(rendered_tls)
+    schema = run([require_tool("cloud-init"), "schema", "--config-file", str(config)])
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    script = tmp_path / "bootstrap.sh"
+    script.write_text(written_file(parsed(rendered_tls), BOOTSTRAP_PATH)["content"])
+    lint = run([require_tool("shellcheck"), "--severity=style", str(script)])
+    assert lint.returncode == 0, lint.stdout
+
+
 def test_registration_token_only_lands_in_a_root_only_file(rendered: dict[str, str]) -> None:
     document = parsed(rendered["vm"])
     token_file = written_file(document, TOKEN_PATH)
@@ -757,3 +1052,57 @@ def test_placeholder_proxy_conf_answers_503_json_on_the_service_port(
     )
     result = run([nginx, "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(main_conf)])
     assert result.returncode == 0, result.stderr
+
+
+# --- the documented roles ---------------------------------------------------------------------
+
+
+def documented_roles() -> list[dict[str, str]]:
+    """Rows of the roles table in docs/delivery.md (Identity, Role, Scope, Why)."""
+    text = (REPO_ROOT / "docs/delivery.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("| Identity | Role |"))
+    header = [cell.strip() for cell in lines[header_at].strip("|").split("|")]
+    rows = []
+    for line in lines[header_at + 2 :]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def provider_registers_resource_providers(directory: Path) -> bool:
+    provider = single(blocks(directory, "provider")["azurerm"])
+    return provider.get("resource_provider_registrations", "legacy") != "none"
+
+
+def test_the_documented_terraform_role_scope_can_apply_the_plan() -> None:
+    roots = [TF_DIR, AKS_DIR]
+    needs_subscription = any(
+        "azurerm_resource_group.this" in blocks(d, "resource")
+        or provider_registers_resource_providers(d)
+        for d in roots
+    )
+    rows = [r for r in documented_roles() if r["Identity"] == "`infra.yml`"]
+    contributor = [r for r in rows if r["Role"] == "Contributor"]
+    assert len(contributor) == 1, rows
+    assert (contributor[0]["Scope"] == "subscription") is needs_subscription
+    text = (REPO_ROOT / "docs/delivery.md").read_text()
+    assert ("Contributor on the resource group" in text) is not needs_subscription
+
+
+def test_the_documented_roles_cover_the_role_assignments_terraform_creates() -> None:
+    assigns = any(
+        address.startswith("azurerm_role_assignment.")
+        for d in (TF_DIR, AKS_DIR)
+        for address in blocks(d, "resource")
+    )
+    rows = [r for r in documented_roles() if r["Identity"] == "`infra.yml`"]
+    can_assign = [
+        r
+        for r in rows
+        if "Role Based Access Control Administrator" in r["Role"]
+        or "User Access Administrator" in r["Role"]
+    ]
+    assert bool(can_assign) is assigns

@@ -41,17 +41,20 @@ resource "azurerm_network_security_group" "this" {
     destination_address_prefix = "VirtualNetwork"
   }
 
-  security_rule {
-    name                       = "AllowServiceFromClients"
-    description                = "The inference service, published by nginx on the host (or the load balancer)."
-    priority                   = 110
-    direction                  = "Inbound"
-    access                     = "Allow"
-    protocol                   = "Tcp"
-    source_port_range          = "*"
-    destination_port_range     = tostring(local.service_port)
-    source_address_prefixes    = var.service_source_cidrs
-    destination_address_prefix = "VirtualNetwork"
+  dynamic "security_rule" {
+    for_each = local.public_inbound_rules
+    content {
+      name                       = security_rule.key
+      description                = security_rule.value.description
+      priority                   = security_rule.value.priority
+      direction                  = "Inbound"
+      access                     = "Allow"
+      protocol                   = "Tcp"
+      source_port_range          = "*"
+      destination_port_range     = tostring(security_rule.value.port)
+      source_address_prefixes    = security_rule.value.sources
+      destination_address_prefix = "VirtualNetwork"
+    }
   }
 }
 
@@ -93,7 +96,7 @@ data "cloudinit_config" "scale_set" {
 }
 
 resource "azurerm_network_interface" "this" {
-  #checkov:skip=CKV_AZURE_119:The single deploy VM is the public service endpoint; inbound traffic is limited by the subnet NSG to 22 from admin_source_cidrs and 6666 from service_source_cidrs.
+  #checkov:skip=CKV_AZURE_119:The single deploy VM is the public service endpoint; inbound traffic is limited by the subnet NSG to 22 from admin_source_cidrs, 6666 and 443 from service_source_cidrs, and 80 for ACME challenges when HTTPS is on.
   count = local.single_vm_enabled ? 1 : 0
 
   name                = "nic-${var.name_prefix}"
@@ -161,11 +164,6 @@ resource "azurerm_linux_virtual_machine" "this" {
     # custom_data carries the one-hour registration token. Without this, every apply with a fresh
     # token would replace the VM; rebuild on purpose with -replace instead (see README.md).
     ignore_changes = [custom_data]
-
-    precondition {
-      condition     = var.runner_registration_token != null
-      error_message = "runner_registration_token is required for the single VM: gh api -X POST repos/OWNER/REPO/actions/runners/registration-token --jq .token"
-    }
   }
 }
 
@@ -189,6 +187,7 @@ module "scale_set" {
   encryption_at_host_enabled   = var.encryption_at_host_enabled
   trusted_launch_enabled       = var.trusted_launch_enabled
   service_port                 = local.service_port
+  outbound_ports_per_instance  = var.scale_set.outbound_ports_per_instance
   tags                         = local.tags
 
   depends_on = [azurerm_subnet_network_security_group_association.this]

@@ -14,8 +14,13 @@ output "fqdn" {
 }
 
 output "service_url" {
-  description = "URL of the original inference endpoint. Set it as the repository variable INFERENCE_URL."
-  value       = "http://${azurerm_public_ip.this.ip_address}:${local.service_port}/inference"
+  description = "URL of the original inference endpoint: HTTPS when tls_email is set, else plain HTTP on 6666. Set it as the repository variable INFERENCE_URL."
+  value       = local.tls_enabled ? "https://${local.tls_domain}/inference" : "http://${azurerm_public_ip.this.ip_address}:${local.service_port}/inference"
+}
+
+output "plain_http_url" {
+  description = "The original endpoint over plain HTTP on 6666, or null when plain_http_enabled = false closes it."
+  value       = var.plain_http_enabled ? "http://${azurerm_public_ip.this.ip_address}:${local.service_port}/inference" : null
 }
 
 output "ssh_command" {

@@ -213,6 +213,11 @@ variable "runner_registration_token" {
     condition     = var.runner_registration_token == null || can(regex("^[A-Za-z0-9_-]{20,200}$", var.runner_registration_token))
     error_message = "runner_registration_token must be the token printed by the registration-token API (letters and digits)."
   }
+
+  validation {
+    condition     = var.scale_set.enabled || var.runner_registration_token != null
+    error_message = "runner_registration_token is required for the single VM (scale_set.enabled = false): gh api -X POST repos/OWNER/REPO/actions/runners/registration-token --jq .token"
+  }
 }
 
 variable "runner_labels" {
@@ -261,12 +266,13 @@ variable "runner_sha256" {
 
 variable "scale_set" {
   type = object({
-    enabled   = bool
-    instances = optional(number, 2)
-    app_ref   = optional(string, "main")
+    enabled                     = bool
+    instances                   = optional(number, 2)
+    app_ref                     = optional(string, "main")
+    outbound_ports_per_instance = optional(number, 1024)
   })
   default     = { enabled = false, instances = 2 }
-  description = "Scale-out option. When enabled, a VM Scale Set behind a Standard Load Balancer (health probe GET /readyz on 6666) replaces the single VM; every instance builds and serves `app_ref` of repository_url at boot instead of running a runner."
+  description = "Scale-out option. When enabled, a VM Scale Set behind a Standard Load Balancer (health probe GET /readyz on 6666) replaces the single VM; every instance builds and serves `app_ref` of repository_url at boot instead of running a runner. Instances reach the Internet through the load balancer's outbound rule, which gives each one `outbound_ports_per_instance` SNAT ports of the frontend IP's 64,000, so instances x ports must stay within 64,000."
 
   validation {
     condition     = var.scale_set.instances >= 1 && var.scale_set.instances <= 100 && floor(var.scale_set.instances) == var.scale_set.instances
@@ -276,5 +282,58 @@ variable "scale_set" {
   validation {
     condition     = can(regex("^[A-Za-z0-9._/-]{1,200}$", var.scale_set.app_ref))
     error_message = "scale_set.app_ref must be a branch, tag or commit SHA made of letters, digits, dots, slashes, underscores and hyphens."
+  }
+
+  validation {
+    condition     = var.scale_set.outbound_ports_per_instance >= 8 && var.scale_set.outbound_ports_per_instance <= 64000 && var.scale_set.outbound_ports_per_instance % 8 == 0
+    error_message = "scale_set.outbound_ports_per_instance must be a multiple of 8 between 8 and 64000 (Azure allocates SNAT ports in blocks of 8)."
+  }
+
+  validation {
+    condition     = var.scale_set.instances * var.scale_set.outbound_ports_per_instance <= 64000
+    error_message = "scale_set.instances x scale_set.outbound_ports_per_instance must not exceed the 64,000 SNAT ports of the load balancer's one frontend IP, or instances beyond that get no outbound access at boot: lower outbound_ports_per_instance (for example 512 for up to 125 instances) or the instance count."
+  }
+}
+
+variable "tls_email" {
+  type        = string
+  default     = null
+  description = "Contact address of the ACME (Let's Encrypt) account. Setting it turns HTTPS on for the single VM: cloud-init installs certbot and runs `inference-service deploy tls` for the certificate's domain (see tls_domain), certbot's timer renews it, and the NSG opens 443 to service_source_cidrs and 80 to everyone (the ACME http-01 challenge)."
+
+  validation {
+    condition     = var.tls_email == null || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}$", var.tls_email))
+    error_message = "tls_email must be an e-mail address such as \"ops@example.com\"."
+  }
+
+  validation {
+    condition     = var.tls_email == null || !var.scale_set.enabled
+    error_message = "tls_email turns on HTTPS on the single VM only; with scale_set.enabled, terminate TLS in front of the load balancer (Application Gateway or Front Door) instead."
+  }
+
+  validation {
+    condition     = var.tls_email == null || var.tls_domain != null || var.dns_label != null
+    error_message = "tls_email needs a name for the certificate: set dns_label (the certificate is then for <dns_label>.<location>.cloudapp.azure.com) or tls_domain."
+  }
+}
+
+variable "tls_domain" {
+  type        = string
+  default     = null
+  description = "Domain name of the certificate, when it is not the Azure name <dns_label>.<location>.cloudapp.azure.com. Its DNS A record must point at the public IP before the VM boots (create the IP first with -target, or use dns_label). Only used with tls_email."
+
+  validation {
+    condition     = var.tls_domain == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.tls_domain))
+    error_message = "tls_domain must be a lower-case DNS name such as \"inference.example.com\" (no scheme, no port, no wildcard)."
+  }
+}
+
+variable "plain_http_enabled" {
+  type        = bool
+  default     = true
+  description = "Keep plain HTTP on port 6666 open to service_source_cidrs (the original contract). false closes it in the NSG, leaving HTTPS on 443 as the only way in; that needs tls_email."
+
+  validation {
+    condition     = var.plain_http_enabled || var.tls_email != null
+    error_message = "plain_http_enabled = false closes port 6666, and without HTTPS nothing would be left open: set tls_email (and dns_label or tls_domain) as well, or keep plain_http_enabled = true."
   }
 }

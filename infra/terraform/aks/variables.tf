@@ -180,3 +180,14 @@ variable "system_node_vm_size" {
     error_message = "system_node_vm_size must be an Azure VM size such as \"Standard_D2ds_v5\"."
   }
 }
+
+variable "web_app_routing_dns_zone_ids" {
+  type        = list(string)
+  default     = []
+  description = "Azure DNS zones in which the application routing add-on creates records for the ingress hosts. Empty: the add-on manages no DNS; point the ingress host at its public IP yourself."
+
+  validation {
+    condition     = alltrue([for id in var.web_app_routing_dns_zone_ids : can(regex("^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\\.Network/(privateDnsZones|dnsZones)/[^/]+$", id))])
+    error_message = "web_app_routing_dns_zone_ids must hold resource ids of Azure DNS zones: /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/dnsZones/<zone>."
+  }
+}

@@ -40,14 +40,23 @@ resource "azurerm_lb_rule" "service" {
   idle_timeout_in_minutes        = 4
 }
 
+# The subnet has no default outbound access: this rule is the instances' only way out (apt, git).
 resource "azurerm_lb_outbound_rule" "egress" {
-  name                    = "egress"
-  loadbalancer_id         = azurerm_lb.this.id
-  protocol                = "All"
-  backend_address_pool_id = azurerm_lb_backend_address_pool.this.id
+  name                     = "egress"
+  loadbalancer_id          = azurerm_lb.this.id
+  protocol                 = "All"
+  backend_address_pool_id  = azurerm_lb_backend_address_pool.this.id
+  allocated_outbound_ports = var.outbound_ports_per_instance
 
   frontend_ip_configuration {
     name = "public"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.instances * var.outbound_ports_per_instance <= local.snat_ports_per_frontend_ip
+      error_message = "instances x outbound_ports_per_instance exceeds the 64,000 SNAT ports of the one frontend IP: lower outbound_ports_per_instance or instances."
+    }
   }
 }
 
@@ -121,6 +130,7 @@ resource "azurerm_linux_virtual_machine_scale_set" "this" {
     grace_period = "PT30M"
   }
 
-  # A rolling upgrade policy needs the probe to be in use by a load balancing rule first.
-  depends_on = [azurerm_lb_rule.service]
+  # A rolling upgrade policy needs the probe to be in use by a load balancing rule first, and
+  # cloud-init's first apt-get and git clone need the outbound rule to exist before any instance boots.
+  depends_on = [azurerm_lb_rule.service, azurerm_lb_outbound_rule.egress]
 }

@@ -99,6 +99,17 @@ variable "service_port" {
   }
 }
 
+variable "outbound_ports_per_instance" {
+  type        = number
+  default     = 1024
+  description = "SNAT ports the outbound rule gives each instance, out of the 64,000 of the frontend IP."
+
+  validation {
+    condition     = var.outbound_ports_per_instance >= 8 && var.outbound_ports_per_instance <= 64000 && var.outbound_ports_per_instance % 8 == 0
+    error_message = "outbound_ports_per_instance must be a multiple of 8 between 8 and 64000."
+  }
+}
+
 variable "tags" {
   type        = map(string)
   default     = {}
