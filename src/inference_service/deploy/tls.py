@@ -17,11 +17,13 @@ The tool writes two nginx files and runs certbot in between, in three idempotent
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,8 +37,10 @@ DEFAULT_WEBROOT = Path("/var/www/inference-service-acme")
 CERTBOT_CONFIG_DIR = Path("/etc/letsencrypt")
 CERTBOT_ENV = "INFERENCE_CERTBOT"
 
-TLS_CONF = "inference-service-tls.conf"
-"""The TLS config, beside the proxy config (so nginx's conf.d/*.conf includes it)."""
+TLS_SUFFIX = ".tls.conf"
+"""The TLS config is the proxy config's name with this suffix: beside it in conf.d, and sorted
+after it (nginx reads conf.d/*.conf in name order, and the log format and rate-limit zone the
+HTTPS server uses are declared in the proxy config)."""
 API_SNIPPET = "inference-service-api.conf"
 """The API's server-level directives and locations, included by the plain and the HTTPS server."""
 PLAIN_HTTP_GUARD = "inference-service-plain-http.conf"
@@ -119,7 +123,7 @@ def plain_http_guard_glob(settings: DeploySettings) -> Path:
 
 
 def tls_conf(settings: DeploySettings) -> Path:
-    return settings.proxy_conf.with_name(TLS_CONF)
+    return settings.proxy_conf.with_suffix(TLS_SUFFIX)
 
 
 CHALLENGE_SERVER = """\
@@ -141,11 +145,11 @@ server {{
 """
 
 HTTPS_SERVER = """\
-# The API over HTTPS: the same server body as the plain port, from one snippet.
+# The API over HTTPS: the same server body as the plain port, from one snippet (which also
+# holds server-level settings such as server_tokens, limits and error pages).
 server {{
     listen {https_port} ssl;
     server_name {domain};
-    server_tokens off;
 
     ssl_certificate {live}/fullchain.pem;
     ssl_certificate_key {live}/privkey.pem;
@@ -250,7 +254,34 @@ def run(settings: DeploySettings, options: TlsOptions) -> None:
         say(f"unchanged: {options.https_url} serves the API")
         return
     _install(settings, {conf: live, guard: render_guard(options)})
+    _wait_guarded(settings)
     say(f"{options.https_url} serves the API; credentials over plain HTTP are refused")
+
+
+def _wait_guarded(settings: DeploySettings, timeout: float = 10) -> None:
+    """Wait until the plain port refuses credentials: the reload has taken effect.
+
+    `nginx -s reload` only signals; the HTTPS server and the guard go live together.
+    """
+    seen = "nothing"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", settings.proxy_port, timeout=2)
+        try:
+            connection.request("GET", "/readyz", headers={"Authorization": "Bearer probe"})
+            response = connection.getresponse()
+            if response.status == 403 and b"HTTPS" in response.read():
+                return
+            seen = f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            seen = str(exc)
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    raise TlsError(
+        f"the plain port {settings.proxy_port} still accepts credentials ({seen}) after "
+        f"{timeout:g} s: its server block must `include {plain_http_guard_glob(settings)};`"
+    )
 
 
 def _certbot(settings: DeploySettings, options: TlsOptions) -> subprocess.CompletedProcess[str]:
