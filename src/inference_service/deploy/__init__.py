@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_service import smoke
-from inference_service.deploy import engine, proxy, state
+from inference_service.deploy import engine, proxy, state, tls
 from inference_service.deploy.settings import ENV, DeploySettings
 
 __all__ = ["main"]
@@ -49,6 +49,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "install":
             return install(settings)
+        if args.action == "tls":
+            return tls.main(settings, args)
         if args.action == "status":
             sys.stdout.write(json.dumps(status(settings), indent=2) + "\n")
             return 0
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--ready-timeout", type=float, help="seconds to wait for readiness")
         sub.add_argument("--drain-seconds", type=float, help="max seconds to drain the old one")
     actions.add_parser("status", help="print the releases and what is running, as JSON")
+    tls.add_parser(actions)
     return parser
 
 
