@@ -20,9 +20,15 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
     echo "starting dockerd (log: $LOG)"
-    # dockerd outlives this script, so it must not inherit the caller's descriptors: under
-    # `flock /tmp/heavy.lock ...` the lock is on fd 3, and dockerd would hold it until it exits.
-    nohup dockerd >"$LOG" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    # Only stdin, stdout and stderr go to dockerd: it would otherwise hold every descriptor this
+    # script inherited, such as the lock of `flock /tmp/heavy.lock`, for as long as it runs.
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd="${fd##*/}"
+            ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+        done
+        exec nohup dockerd >"$LOG" 2>&1
+    ) &
     for _ in $(seq 60); do
         docker info >/dev/null 2>&1 && break
         sleep 1

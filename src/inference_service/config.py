@@ -16,6 +16,9 @@ class Settings:
     """Interface to bind. The container image sets 0.0.0.0."""
     port: int = 6666
     """TCP port of the HTTP server."""
+    uds: str = ""
+    """Unix socket path to listen on instead of host and port. The socket is made connectable by
+    every user (0666), so the directory holding it decides who may connect."""
     workers: int = 1
     """Worker processes. One worker uses about one core."""
     model_dir: Path = Path("models")
@@ -73,6 +76,11 @@ class Settings:
         """Refuse values that would make the server misbehave instead of failing later."""
         if not 0 < self.port < 65536:
             raise ValueError(f"{ENV_PREFIX}PORT must be 1-65535, got {self.port}")
+        if self.uds and not Path(self.uds).parent.is_dir():
+            missing = Path(self.uds).parent
+            raise ValueError(
+                f"{ENV_PREFIX}UDS={self.uds!r}: the directory {missing} does not exist"
+            )
         if self.workers < 1:
             raise ValueError(f"{ENV_PREFIX}WORKERS must be at least 1, got {self.workers}")
         if self.max_rows < 1 or self.max_body_bytes < 1:

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -187,15 +188,17 @@ def host(engine: None, tmp_path: Path) -> Iterator[Host]:
     (root / "nginx.conf").write_text(NGINX_MAIN.format(root=root))
     prefix = f"isvc-e2e-{os.getpid()}-{tmp_path.name[-6:].strip('_')}".replace("_", "-")
     port = free_port()
+    # nginx's workers (another user) connect to the release sockets: not under pytest's
+    # private tmp_path, and short, as socket paths must be.
+    routing = Path(tempfile.mkdtemp(prefix="isvc-"))
+    routing.chmod(0o755)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
         "INFERENCE_PROXY_PORT": str(port),
         "INFERENCE_PROXY_CONF": str(root / "conf.d/inference-service.conf"),
         "INFERENCE_PROXY_ACCESS_LOG": str(root / "logs/access.log"),
-        # The load test is one client address; the per-IP limit is tested on its own.
-        "INFERENCE_PROXY_RATE": "100000",
-        "INFERENCE_PROXY_BURST": "100000",
+        "INFERENCE_PROXY_DIR": str(routing / "proxy"),
         "INFERENCE_DEPLOY_STATE_DIR": str(root / "state"),
         "INFERENCE_NGINX": f"nginx -p {root} -c {root / 'nginx.conf'}",
         "INFERENCE_CONTAINER_PREFIX": prefix,
@@ -217,6 +220,7 @@ def host(engine: None, tmp_path: Path) -> Iterator[Host]:
             except ProcessLookupError:
                 break
             time.sleep(0.1)
+    shutil.rmtree(routing, ignore_errors=True)
 
 
 def get_json(url: str, payload: Any = None, timeout: float = 5) -> tuple[int, Any]:

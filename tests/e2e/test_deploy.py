@@ -1,58 +1,87 @@
-"""Zero-downtime deploys, automatic rollback and the rollback command, with Docker and nginx."""
+"""Zero-downtime deploys, automatic rollback, the rollback command and canaries, with Docker
+and nginx. Every load here is keep-alive: a dropped connection counts as a failure."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from inference_service.smoke import ORIGINAL_PAYLOAD
 from tests.conftest import original_labels
-from tests.e2e.conftest import Host, docker, get_json, record
+from tests.e2e.conftest import ROOT, Host, docker, get_json, record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 CLIENTS = 8
+LOAD_LIMIT_SECONDS = 240  # every load stops by then, whatever happens
+INJECTED = "injected fault"
 
 
 @dataclass
 class Load:
-    """Closed-loop clients posting the original payload to the proxy until stopped."""
+    """Closed-loop clients, each on one keep-alive connection, posting the original payload.
 
-    url: str
+    A refused, reset or closed connection is a failure (then the client reconnects), as is any
+    answer that is not 200 with the right labels.
+    """
+
+    port: int
     ok: int = 0
     failures: list[str] = field(default_factory=list)
+    connections: int = 0
     versions: list[tuple[float, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> None:
         body = json.dumps(ORIGINAL_PAYLOAD).encode()
-        while not self.stop.is_set():
-            request = urllib.request.Request(
-                f"{self.url}/inference", data=body, headers={"Content-Type": "application/json"}
-            )
+        headers = {"Content-Type": "application/json"}
+        deadline = time.monotonic() + LOAD_LIMIT_SECONDS
+        connection: http.client.HTTPConnection | None = None
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if connection is None:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                with self.lock:
+                    self.connections += 1
+            version = ""
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    answer = json.loads(response.read())
+                connection.request("POST", "/inference", body, headers)
+                response = connection.getresponse()
+                raw = response.read()
+                if response.status != 200:
+                    outcome = f"HTTP {response.status}: {raw[:80]!r}"
+                else:
+                    answer = json.loads(raw)
+                    version = answer["model"]["version"]
                     good = answer["predictions"] == original_labels()
                     outcome = "" if good else f"wrong labels {answer['predictions']}"
-            except urllib.error.HTTPError as exc:
-                outcome = f"HTTP {exc.code}"
-            except (OSError, ValueError) as exc:
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 outcome = f"{type(exc).__name__}: {exc}"
+                connection.close()
+                connection = None
             with self.lock:
                 if outcome:
                     self.failures.append(outcome)
                 else:
                     self.ok += 1
-                    self.versions.append((time.monotonic(), answer["model"]["version"]))
+                    self.versions.append((time.monotonic(), version))
+        if connection is not None:
+            connection.close()
 
     def __enter__(self) -> Load:
         self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(CLIENTS)]
@@ -65,10 +94,53 @@ class Load:
         for thread in self.threads:
             thread.join(timeout=15)
 
+    def served_between(self, start: float, end: float) -> Counter[str]:
+        with self.lock:
+            return Counter(v for t, v in self.versions if start < t < end)
+
 
 def _deployed(host: Host, image: str) -> None:
     done = host.deploy("up", image)
     assert done.returncode == 0, done.stderr
+
+
+def _nginx_processes(host: Host) -> set[int]:
+    master = int((host.root / "nginx.pid").read_text())
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return {master, *map(int, children)}
+
+
+def _ours(host: Host) -> list[str]:
+    found = docker("ps", "-aq", "--filter", f"label=io.inference-service.deploy={host.prefix}")
+    return found.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def faulty_images(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The built image with a fault that shows only under traffic: `errors` (500s) or `slow`."""
+    context = tmp_path_factory.mktemp("faulty")
+    for name in ("inference_fault.py", "inference_fault.pth"):
+        shutil.copy(ROOT / "tests/e2e/faulty" / name, context / name)
+    site = "/app/venv/lib/python3.11/site-packages/"
+    built = {}
+    for mode in ("errors", "slow"):
+        tag = f"inference-service:e2e-{mode}"
+        (context / "Dockerfile").write_text(
+            f"FROM {image}\nCOPY inference_fault.py inference_fault.pth {site}\n"
+            f"ENV INFERENCE_FAULT={mode}\n"
+        )
+        done = subprocess.run(
+            ["docker", "build", "-q", "-t", tag, str(context)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        built[mode] = tag
+    yield built
+    for tag in built.values():
+        docker("rmi", tag, check=False)
 
 
 def test_deploy_serves_the_original_payload_through_the_proxy(
@@ -80,38 +152,65 @@ def test_deploy_serves_the_original_payload_through_the_proxy(
     _deployed(host, derived_images["v1"])
     status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
     assert status == 200 and body["predictions"] == original_labels()
-    container = host.state()["current"]["container"]
-    inspected = json.loads(docker("inspect", container).stdout)[0]
+    current = host.state()["current"]
+    inspected = json.loads(docker("inspect", current["container"]).stdout)[0]
     assert inspected["HostConfig"]["ReadonlyRootfs"] is True
     assert inspected["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    published = inspected["HostConfig"]["PortBindings"]["6666/tcp"][0]
-    assert published["HostIp"] == "127.0.0.1"
-    status_out = json.loads(host.deploy("status").stdout)
+    assert inspected["HostConfig"]["NetworkMode"] == "none", "it needs no network, only its socket"
+    assert inspected["Config"]["User"] == "10001:10001"
+    assert Path(current["socket"]).is_socket()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status_out = json.loads(host.deploy("status").stdout)
+        if status_out["current"]["health"] == "healthy":
+            break
+        time.sleep(1)
+    assert status_out["current"]["health"] == "healthy", "the socket health check never passed"
     assert status_out["consistent"] is True and status_out["current"]["running"] is True
+    assert status_out["proxy"]["routing"] == {
+        "stable": current["container"],
+        "canary": None,
+        "canary_percent": 0,
+    }
+    assert get_json(f"{host.url}/_proxy/release")[1]["stable"] == current["container"]
 
 
-def test_deploy_under_load_drops_no_request_and_switches_to_the_new_release(
+def test_repeated_redeploys_under_keep_alive_load_lose_nothing_and_never_reload_nginx(
     host: Host, derived_images: dict[str, str]
 ) -> None:
     assert host.deploy("install").returncode == 0
     _deployed(host, derived_images["v1"])
-    old_container = host.state()["current"]["container"]
-    with Load(host.url) as load:
-        begin = time.monotonic()
-        time.sleep(3)
-        done = host.deploy("up", derived_images["v2"])
-        deployed_at = time.monotonic()
-        record("deploy_seconds_under_load", round(deployed_at - begin - 3, 2))
-        time.sleep(max(3.0, 20 - (deployed_at - begin)))
-    record("zero_downtime_requests", {"ok": load.ok, "failed": len(load.failures)})
-    assert done.returncode == 0, done.stderr
+    nginx_before = _nginx_processes(host)
+    sequence = ["v2", "v1", "v2"]
+    seconds = []
+    with Load(host.proxy_port) as load:
+        time.sleep(2)
+        for name in sequence:
+            old = host.state()["current"]["container"]
+            started = time.monotonic()
+            done = host.deploy("up", derived_images[name])
+            seconds.append(round(time.monotonic() - started, 2))
+            assert done.returncode == 0, done.stderr
+            assert docker("inspect", old, check=False).returncode != 0, "old one not removed"
+            time.sleep(1)
+        last_switch = time.monotonic()
+        time.sleep(2)
+    record("redeploy_seconds_under_keep_alive_load", seconds)
+    record(
+        "redeploys_under_keep_alive_load",
+        {
+            "redeploys": len(sequence),
+            "ok": load.ok,
+            "failed": len(load.failures),
+            "connections": load.connections,
+        },
+    )
     assert load.failures == [], Counter(load.failures).most_common(5)
-    assert load.ok > 500, f"only {load.ok} requests in the load window"
-    after = [v for t, v in load.versions if t > deployed_at]
-    assert after and set(after) == {derived_images["v2_version"]}
-    before = {v for t, v in load.versions if t < begin + 3}
-    assert before == {derived_images["v1_version"]}
-    assert docker("inspect", old_container, check=False).returncode != 0, "old one not removed"
+    assert load.connections == CLIENTS, "a keep-alive connection was closed"
+    assert load.ok > 300, f"only {load.ok} requests in the load window"
+    assert set(load.served_between(last_switch, time.monotonic())) == {derived_images["v2_version"]}
+    assert _nginx_processes(host) == nginx_before, "nginx was reloaded"
+    assert len(_ours(host)) == 1
 
 
 def test_broken_release_is_refused_and_the_live_one_keeps_answering(
@@ -120,7 +219,7 @@ def test_broken_release_is_refused_and_the_live_one_keeps_answering(
     assert host.deploy("install").returncode == 0
     _deployed(host, derived_images["v2"])
     live = host.state()["current"]
-    with Load(host.url) as load:
+    with Load(host.proxy_port) as load:
         started = time.monotonic()
         done = host.deploy("up", derived_images["broken"], "--ready-timeout", "15")
         refused_after = time.monotonic() - started
@@ -129,12 +228,11 @@ def test_broken_release_is_refused_and_the_live_one_keeps_answering(
     record("broken_deploy_requests", {"ok": load.ok, "failed": len(load.failures)})
     assert done.returncode != 0
     assert "not deployed" in done.stderr and "fails its checksum" in done.stderr, done.stderr
-    assert refused_after < 15 + 10
     assert load.failures == [], Counter(load.failures).most_common(5)
+    assert load.connections == CLIENTS
     assert {v for _, v in load.versions} == {derived_images["v2_version"]}
     assert host.state()["current"] == live
-    leftovers = docker("ps", "-aq", "--filter", f"label=io.inference-service.deploy={host.prefix}")
-    assert len(leftovers.stdout.split()) == 1, "the broken container was not removed"
+    assert len(_ours(host)) == 1, "the broken container was not removed"
 
 
 def test_rollback_brings_back_the_previous_release(
@@ -144,10 +242,8 @@ def test_rollback_brings_back_the_previous_release(
     assert host.deploy("install").returncode == 0
     _deployed(host, derived_images["v1"])
     _deployed(host, derived_images["v2"])
-    assert (
-        get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)[1]["model"]["version"]
-        == (derived_images["v2_version"])
-    )
+    status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
+    assert body["model"]["version"] == derived_images["v2_version"]
     started = time.monotonic()
     done = host.deploy("rollback")
     record("rollback_seconds", round(time.monotonic() - started, 2))
@@ -157,3 +253,109 @@ def test_rollback_brings_back_the_previous_release(
     state = host.state()
     assert state["current"]["model_version"] == derived_images["v1_version"]
     assert state["previous"]["model_version"] == derived_images["v2_version"]
+
+
+def _canary(host: Host, image: str, percent: int, seconds: int) -> tuple[Any, list[Any], float]:
+    """Run `deploy up --canary`, polling `deploy status` meanwhile; returns the process's
+    result, the statuses seen and its duration."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/inference-service"),
+            "deploy",
+            "up",
+            image,
+            "--canary",
+            str(percent),
+            "--canary-seconds",
+            str(seconds),
+        ],
+        env=host.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    statuses = []
+    while process.poll() is None and time.monotonic() - started < 180:
+        statuses.append(json.loads(host.deploy("status").stdout))
+        time.sleep(1)
+    stdout, stderr = process.communicate(timeout=60)
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return done, statuses, time.monotonic() - started
+
+
+def test_a_good_canary_takes_its_share_then_is_promoted(
+    host: Host, derived_images: dict[str, str]
+) -> None:
+    assert host.deploy("install").returncode == 0
+    _deployed(host, derived_images["v1"])
+    stable = host.state()["current"]
+    with Load(host.proxy_port) as load:
+        time.sleep(1)
+        begin = time.monotonic()
+        done, statuses, took = _canary(host, derived_images["v2"], 25, 12)
+        end = time.monotonic()
+        time.sleep(2)
+    assert done.returncode == 0, done.stderr
+    watching = [s for s in statuses if (s["canary"] or {}).get("outcome") == "watching"]
+    assert watching, "deploy status never showed the canary"
+    assert any(s["proxy"]["routing"]["canary_percent"] == 25 for s in watching)
+    assert all(s["current"]["container"] == stable["container"] for s in watching)
+    state = host.state()
+    assert state["current"]["model_version"] == derived_images["v2_version"]
+    assert state["previous"]["container"] == stable["container"]
+    verdict = state["canary"]
+    assert verdict["outcome"] == "promoted" and verdict["reasons"] == []
+    figures = verdict["figures"]
+    assert figures["canary"]["requests"] >= 100 and figures["canary"]["errors_5xx"] == 0
+    assert figures["label_distance"] == 0  # the same model under another version
+    assert load.failures == [], Counter(load.failures).most_common(5)
+    assert load.connections == CLIENTS
+    during = load.served_between(begin, end)
+    share = during[derived_images["v2_version"]] / sum(during.values())
+    assert 0.05 < share < 0.6, during  # the canary's 25 % plus the promoted tail
+    assert docker("inspect", stable["container"], check=False).returncode != 0
+    record("canary_promoted", {"seconds": round(took, 1), "window_s": 12, "figures": figures})
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("errors", "error rate"), ("slow", "p99")])
+def test_a_bad_canary_is_rolled_back_and_the_stable_share_loses_nothing(
+    host: Host,
+    derived_images: dict[str, str],
+    faulty_images: dict[str, str],
+    fault: str,
+    reason: str,
+) -> None:
+    assert host.deploy("install").returncode == 0
+    _deployed(host, derived_images["v2"])
+    stable = host.state()["current"]
+    with Load(host.proxy_port) as load:
+        time.sleep(1)
+        done, statuses, took = _canary(host, faulty_images[fault], 20, 20)
+        ended = time.monotonic()
+        time.sleep(2)
+    assert done.returncode == 1, done.stderr
+    assert "canary rolled back" in done.stderr and reason in done.stderr, done.stderr
+    state = host.state()
+    assert state["current"] == stable
+    verdict = state["canary"]
+    assert verdict["outcome"] == "rolled back"
+    assert any(reason in r for r in verdict["reasons"]), verdict["reasons"]
+    # Whatever failed came from the canary (its injected 500s); the stable share lost nothing.
+    assert all(INJECTED in failure for failure in load.failures), Counter(load.failures)
+    assert load.connections == CLIENTS, "a keep-alive connection was closed"
+    assert set(load.served_between(ended, time.monotonic())) == {derived_images["v2_version"]}
+    assert len(_ours(host)) == 1, "the canary container was not removed"
+    status_after = json.loads(host.deploy("status").stdout)
+    assert status_after["consistent"] is True
+    assert status_after["proxy"]["routing"]["canary"] is None
+    record(
+        f"canary_rolled_back_{fault}",
+        {
+            "seconds": round(took, 1),
+            "reasons": verdict["reasons"],
+            "figures": verdict["figures"],
+            "failed_on_canary": len(load.failures),
+            "ok": load.ok,
+        },
+    )

@@ -35,8 +35,8 @@ import pytest
 
 from inference_service.deploy import proxy, tls
 from inference_service.deploy.settings import DeploySettings
-from inference_service.smoke import ORIGINAL_LABELS, ORIGINAL_PAYLOAD
-from tests.conftest import free_port, serving
+from inference_service.smoke import ORIGINAL_PAYLOAD
+from tests.conftest import free_port, original_labels, serving
 from tests.e2e.conftest import NGINX_MAIN, record
 
 pytestmark = pytest.mark.slow
@@ -316,7 +316,7 @@ def test_issues_serves_and_renews_over_acme_without_dropping_requests(
         assert "Successfully received certificate" in done.stderr
 
         status, answer, serial = s.https("POST", "/inference", ORIGINAL_PAYLOAD, KEY)
-        assert (status, answer["predictions"]) == (200, ORIGINAL_LABELS)
+        assert (status, answer["predictions"]) == (200, original_labels())
         # The same API, auth included: no key, no answer.
         assert s.https("POST", "/inference", ORIGINAL_PAYLOAD)[0] == 401
 
@@ -352,7 +352,7 @@ def test_issues_serves_and_renews_over_acme_without_dropping_requests(
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     failures.append(repr(exc))
                     continue
-                if status != 200 or answer.get("predictions") != ORIGINAL_LABELS:
+                if status != 200 or answer.get("predictions") != original_labels():
                     failures.append(f"{status} {answer}")
                 answered += 1
 
@@ -389,7 +389,7 @@ def test_failed_issuance_leaves_nginx_valid_and_https_off(trained: Path, tmp_pat
         assert not (tls.snippets_dir(s.settings) / tls.PLAIN_HTTP_GUARD).exists()
         proxy.nginx(s.settings, "-t")
         status, answer, _ = s.plain("POST", "/inference", ORIGINAL_PAYLOAD)
-        assert (status, answer["predictions"]) == (200, ORIGINAL_LABELS)
+        assert (status, answer["predictions"]) == (200, original_labels())
 
 
 @pytest.mark.skipif(
@@ -402,7 +402,7 @@ def test_measure_tls_cost_through_nginx(trained: Path, tmp_path: Path) -> None:
         body = tmp_path / "body.json"
         body.write_text(json.dumps(ORIGINAL_PAYLOAD))
         expect = tmp_path / "expect.json"
-        expect.write_text(json.dumps(ORIGINAL_LABELS, separators=(",", ":")))
+        expect.write_text(json.dumps(original_labels(), separators=(",", ":")))
         script = Path(__file__).resolve().parents[2] / "bench/post.lua"
         env = {**os.environ, "BENCH_BODY": str(body), "BENCH_EXPECT": str(expect)}
         for name, url, extra in (

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from inference_service.deploy.settings import DeploySettings, container_env
+from inference_service.deploy import uds
+from inference_service.deploy.proxy import CONTAINER_SOCKET_DIR
+from inference_service.deploy.settings import SOCKET_NAME, DeploySettings, container_env
 
 OWNER_LABEL = "io.inference-service.deploy"
-CONTAINER_PORT = 6666
+CONTAINER_SOCKET = f"{CONTAINER_SOCKET_DIR}/{SOCKET_NAME}"
+# The image's own HEALTHCHECK asks its TCP port; a release listens on its socket instead.
+HEALTH_CMD = (
+    '/app/venv/bin/python -c "import socket; s = socket.socket(socket.AF_UNIX); '
+    f"s.settimeout(2); s.connect('{CONTAINER_SOCKET}'); "
+    "s.sendall(b'GET /readyz HTTP/1.0\\r\\n\\r\\n'); "
+    "raise SystemExit(s.recv(12)[9:12] != b'200')\""
+)
 
 
 class EngineError(Exception):
@@ -33,13 +40,6 @@ def docker(settings: DeploySettings, *args: str, timeout: float = 120) -> str:
     return done.stdout.strip()
 
 
-def free_port() -> int:
-    """A port nothing listens on now; Docker binds it a moment later (a race only with itself)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def image_id(settings: DeploySettings, image: str) -> str:
     try:
         return docker(settings, "image", "inspect", "-f", "{{.Id}}", image)
@@ -48,9 +48,15 @@ def image_id(settings: DeploySettings, image: str) -> str:
 
 
 def run(
-    settings: DeploySettings, image: str, name: str, port: int, environ: Mapping[str, str]
+    settings: DeploySettings, image: str, name: str, socket_dir: Path, environ: Mapping[str, str]
 ) -> str:
-    """Start a container from `image`, published only on 127.0.0.1:port, read-only, non-root."""
+    """Start a container from `image`, listening on a socket in `socket_dir`, read-only, non-root.
+
+    `socket_dir` is mounted into the container, which joins the directory's group (ours) to
+    create its socket there; others may only pass through to it (0771), as nginx does.
+    """
+    socket_dir.mkdir(mode=0o771)
+    socket_dir.chmod(0o771)  # whatever the umask
     args = [
         "run",
         "--detach",
@@ -58,8 +64,22 @@ def run(
         name,
         "--label",
         f"{OWNER_LABEL}={settings.container_prefix}",
-        "--publish",
-        f"127.0.0.1:{port}:{CONTAINER_PORT}",
+        "--network",
+        "none",
+        "--volume",
+        f"{socket_dir}:{CONTAINER_SOCKET_DIR}",
+        "--group-add",
+        str(os.getegid()),
+        "--env",
+        f"INFERENCE_UDS={CONTAINER_SOCKET}",
+        "--health-cmd",
+        HEALTH_CMD,
+        "--health-interval",
+        "5s",
+        "--health-timeout",
+        "3s",
+        "--health-start-period",
+        "20s",
         "--read-only",
         "--tmpfs",
         "/tmp:rw,nosuid,nodev,size=64m",
@@ -94,7 +114,7 @@ def inspect(settings: DeploySettings, name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def wait_ready(settings: DeploySettings, name: str, port: int, timeout: float) -> str:
+def wait_ready(settings: DeploySettings, name: str, sock: Path, timeout: float) -> str:
     """Wait for GET /readyz to answer 200; returns the model version. Fails fast if it exits."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
@@ -103,23 +123,15 @@ def wait_ready(settings: DeploySettings, name: str, port: int, timeout: float) -
         if state.get("Status") in ("exited", "dead") or state.get("Restarting"):
             raise EngineError(f"container {name} stopped (exit code {state.get('ExitCode')})")
         try:
-            url = f"http://127.0.0.1:{port}/readyz"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                body = json.loads(response.read())
+            status, raw = uds.request(sock, "GET", "/readyz", timeout=2)
+            body = json.loads(raw)
+            if status == 200:
                 return str(body["model"]["version"])
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {_error_text(exc)}"
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            last = str(getattr(exc, "reason", exc))
+            last = f"HTTP {status}: {body.get('error', '?') if isinstance(body, dict) else body}"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            last = str(exc)
         time.sleep(0.25)
     raise EngineError(f"container {name} not ready after {timeout:g} s (last: {last})")
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(exc.read()).get("error", "?"))
-    except (ValueError, AttributeError, OSError):
-        return "?"
 
 
 def logs_tail(settings: DeploySettings, name: str, lines: int = 5) -> str:

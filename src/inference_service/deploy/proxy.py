@@ -1,152 +1,187 @@
-"""The nginx side: render the service's config, switch it atomically, reload gracefully."""
+"""The nginx side: a config written once, and routing changed by renaming symlinks.
+
+nginx forwards each request to `buckets/NN.sock`, one of BUCKETS symlinks chosen by hashing the
+request id (`split_clients`). A bucket points at a role, `roles/stable.sock` or
+`roles/canary.sock`, and a role points at a release's socket, `releases/<container>/server.sock`:
+
+    buckets/00.sock -> ../roles/canary.sock -> ../releases/<new>/server.sock
+    buckets/01.sock -> ../roles/stable.sock -> ../releases/<old>/server.sock
+    ...
+
+`proxy_pass` names a Unix socket through a variable and there is no upstream keep-alive pool,
+so nginx connects afresh for every request and the kernel resolves the links at that moment.
+Renaming one link over another is atomic: a switch or a new canary weight takes effect with the
+next request, requests already sent finish where they are, and nginx is never reloaded.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import secrets
+import stat
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from inference_service.artifact import write_atomic
-from inference_service.deploy.settings import DeploySettings
+from inference_service.deploy.settings import SOCKET_NAME, DeploySettings
 
-UPSTREAM_MARK = "# upstream-port: "
+BUCKETS = 100
+"""Traffic is split in 1 % steps."""
+STABLE, CANARY = "stable", "canary"
+SNIPPET = "locations.conf"
+"""Everything inside a `server {}` that serves the API; every such server block includes it."""
+RELEASE_FILE = "release.json"
+"""The routing as JSON, served by nginx at /_proxy/release (loopback only)."""
+CONTAINER_SOCKET_DIR = "/run/inference-service"
+"""Where each release directory is mounted inside its container."""
 
-TEMPLATE = """\
-# Written by `inference-service deploy`; every deploy replaces it. Edit the settings, not this file.
-{mark}{port}
+MAIN = """\
+# Written by `inference-service deploy install`. Routing changes never touch it: see
+# {proxy_dir} and docs/deploy.md. Edit the settings, not this file.
 
-# Per-client-IP request rate; excess requests get a JSON 429 (INFERENCE_PROXY_RATE/_BURST).
-limit_req_zone $binary_remote_addr zone=inference_service_per_ip:10m rate={rate}r/s;
+# Each request goes to one of {buckets} buckets by its random request id.
+split_clients "$request_id" $inference_service_bucket {{
+{split}
+}}
 
 log_format inference_service_json escape=json
     '{{"time":"$time_iso8601","remote":"$remote_addr","method":"$request_method",'
     '"uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,'
-    '"request_time":$request_time,"upstream":"$upstream_addr",'
+    '"request_time":$request_time,"bucket":"$inference_service_bucket",'
     '"upstream_status":"$upstream_status","upstream_time":"$upstream_response_time",'
     '"request_id":"$request_id","user_agent":"$http_user_agent"}}';
-
-{upstream}
+{rate_zone}
 server {{
     listen {listen};
     server_name _;
-    server_tokens off;
-
-    access_log {access_log} inference_service_json;
-    client_max_body_size 1m;
-    client_body_timeout 10s;
-    send_timeout 30s;
-    keepalive_timeout 65s;
-
-    limit_req zone=inference_service_per_ip burst={burst} nodelay;
-    limit_req_status 429;
-
-    error_page 429 /_proxy_errors/429.json;
-    error_page 502 504 /_proxy_errors/502.json;
-    error_page 503 /_proxy_errors/503.json;
-    error_page 413 /_proxy_errors/413.json;
-
-    location / {{
-{location}
-    }}
-
-    # Which release this nginx generation forwards to: the deploy polls it to know the reload
-    # has taken effect. Loopback only.
-    location = /_proxy/release {{
-        allow 127.0.0.1;
-        deny all;
-        access_log off;
-        default_type text/plain;
-        return 200 '{release}\\n';
-    }}
-
-    location ^~ /_proxy_errors/ {{
-        internal;
-        default_type application/json;
-        add_header Retry-After 1 always;
-        location = /_proxy_errors/429.json {{
-            return 429 '{{"error":"Too many requests from this address; retry later."}}\\n';
-        }}
-        location = /_proxy_errors/502.json {{
-            return 502 '{{"error":"The service did not answer; retry later."}}\\n';
-        }}
-        location = /_proxy_errors/503.json {{
-            return 503 '{{"error":"No release is deployed yet."}}\\n';
-        }}
-        location = /_proxy_errors/413.json {{
-            return 413 '{{"error":"The request body is larger than 1 MiB."}}\\n';
-        }}
-    }}
+    include {snippet};
 }}
 """
 
-UPSTREAM = """\
-upstream inference_service {{
-    server 127.0.0.1:{port} max_fails=0;
-    keepalive 32;
-    keepalive_timeout 30s;
-}}
+RATE_ZONE = """
+# Per-client-IP request rate (INFERENCE_PROXY_RATE / INFERENCE_PROXY_BURST); excess gets 429.
+limit_req_zone $binary_remote_addr zone=inference_service_per_ip:10m rate={rate}r/s;
 """
 
-LOCATION = """\
-        proxy_pass http://inference_service;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Request-ID $request_id;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_connect_timeout 2s;
-        proxy_send_timeout 30s;
-        proxy_read_timeout {read_timeout}s;
-        # Inference is a pure function of the body, so retrying a POST is safe: a connection
-        # the container closed while idle is retried instead of surfacing as a 502.
-        proxy_next_upstream error timeout non_idempotent;
-        proxy_next_upstream_tries 2;
-        proxy_next_upstream_timeout 5s;"""
+RATE_LIMIT = """
+limit_req zone=inference_service_per_ip{burst} nodelay;
+limit_req_status 429;
+"""
 
-NO_RELEASE = "        return 503;"
+LOCATIONS = """\
+# Written by `inference-service deploy install`: the service's part of a server block.
+# Include it in any `server {{}}` that serves the API (the plain one on :{listen} does).
+server_tokens off;
+access_log {access_log} inference_service_json;
+keepalive_timeout 65s;
+client_max_body_size 1m;
+client_body_timeout 10s;
+send_timeout 30s;
+{rate_limit}
+# Named locations keep the request's method, so the access log shows what was refused.
+error_page 429 = @inference_service_429;
+error_page 502 504 = @inference_service_502;
+error_page 413 = @inference_service_413;
+
+location / {{
+    proxy_pass http://unix:{proxy_dir}/buckets/$inference_service_bucket.sock;
+    proxy_http_version 1.1;
+    proxy_set_header Host $host;
+    proxy_set_header X-Request-ID $request_id;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_connect_timeout 2s;
+    proxy_send_timeout 30s;
+    proxy_read_timeout {read_timeout}s;
+}}
+
+# Which release serves which share, read from a file the deploy replaces atomically.
+location = /_proxy/release {{
+    allow 127.0.0.1;
+    deny all;
+    access_log off;
+    default_type application/json;
+    add_header X-Proxy-Config {config_id} always;
+    alias {proxy_dir}/{release_file};
+}}
+
+location @inference_service_429 {{
+    default_type application/json;
+    add_header Retry-After 1 always;
+    return 429 '{{"error":"Too many requests from this address; retry later."}}\\n';
+}}
+location @inference_service_502 {{
+    default_type application/json;
+    add_header Retry-After 1 always;
+    if (!-e {proxy_dir}/buckets/$inference_service_bucket.sock) {{
+        return 503 '{{"error":"No release is deployed yet."}}\\n';
+    }}
+    return 502 '{{"error":"The service did not answer; retry later."}}\\n';
+}}
+location @inference_service_413 {{
+    default_type application/json;
+    return 413 '{{"error":"The request body is larger than 1 MiB."}}\\n';
+}}
+"""
 
 
 class ProxyError(Exception):
     pass
 
 
-def render(settings: DeploySettings, port: int | None, release: str = "none") -> str:
-    """The config for an upstream on 127.0.0.1:port, or one answering 503 when port is None."""
-    return TEMPLATE.format(
-        release=release,
-        mark=UPSTREAM_MARK,
-        port=port if port is not None else "none",
-        rate=settings.proxy_rate,
-        burst=settings.proxy_burst,
+def snippet_path(settings: DeploySettings) -> Path:
+    """The file a server block includes to serve the API (shared with the TLS server)."""
+    return settings.proxy_dir / SNIPPET
+
+
+def release_dir(settings: DeploySettings, container: str) -> Path:
+    return settings.proxy_dir / "releases" / container
+
+
+def release_socket(settings: DeploySettings, container: str) -> Path:
+    return release_dir(settings, container) / SOCKET_NAME
+
+
+def render_main(settings: DeploySettings) -> str:
+    split = "\n".join(f"    1% {i:02d};" for i in range(BUCKETS - 1))
+    return MAIN.format(
+        proxy_dir=settings.proxy_dir,
+        buckets=BUCKETS,
+        split=f"{split}\n    * {BUCKETS - 1:02d};",
+        rate_zone=RATE_ZONE.format(rate=settings.proxy_rate) if settings.proxy_rate else "",
         listen=settings.proxy_port,
-        access_log=settings.proxy_access_log,
-        upstream=UPSTREAM.format(port=port) if port is not None else "",
-        location=(
-            LOCATION.format(read_timeout=settings.proxy_read_timeout)
-            if port is not None
-            else NO_RELEASE
-        ),
+        snippet=snippet_path(settings),
     )
 
 
-def upstream_port(conf: Path) -> int | None:
-    """The container port the current config forwards to (None: no release, or no config)."""
-    try:
-        for line in conf.read_text().splitlines():
-            if line.startswith(UPSTREAM_MARK):
-                value = line.removeprefix(UPSTREAM_MARK).strip()
-                return int(value) if value.isdigit() else None
-    except FileNotFoundError:
-        return None
-    return None
+def render_locations(settings: DeploySettings, config_id: str = "") -> str:
+    """The locations file; `config_id` (see config_id()) lets the deploy see a reload land."""
+    burst = f" burst={settings.proxy_burst}" if settings.proxy_burst else ""  # nginx refuses 0
+    rate_limit = RATE_LIMIT.format(burst=burst) if settings.proxy_rate else ""
+    return LOCATIONS.format(
+        listen=settings.proxy_port,
+        access_log=settings.proxy_access_log,
+        rate_limit=rate_limit,
+        proxy_dir=settings.proxy_dir,
+        read_timeout=settings.proxy_read_timeout,
+        release_file=RELEASE_FILE,
+        config_id=config_id or "-",
+    )
+
+
+def config_id(settings: DeploySettings) -> str:
+    """A digest of both files' content, sent in a header by /_proxy/release."""
+    text = render_main(settings) + render_locations(settings)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def write(path: Path, text: str) -> None:
-    """Write the proxy config: atomically, or in place where only the file is ours.
+    """Write a config file: atomically, or in place where only the file is ours.
 
     On the VM the deploy user owns the config file but not nginx's conf.d, so no temporary file
     can be made beside it. Rewriting in place is safe there: nginx reads the file only on the
@@ -174,42 +209,83 @@ def nginx(settings: DeploySettings, *args: str, timeout: float = 30) -> None:
         raise ProxyError(f"`{' '.join(command)}` failed: {done.stderr.strip() or done.stdout}")
 
 
-def switch(settings: DeploySettings, port: int | None, release: str = "none") -> None:
-    """Point the proxy at `port`: write atomically, `nginx -t`, graceful reload.
+def prepare(settings: DeploySettings) -> None:
+    """The routing directory, reachable by nginx's workers; a missing bucket goes to stable."""
+    for sub in ("", "buckets", "roles", "releases"):
+        path = settings.proxy_dir / sub
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o755)
+    _check_reachable(settings.proxy_dir)
+    for index in range(BUCKETS):
+        bucket = settings.proxy_dir / "buckets" / f"{index:02d}.sock"
+        if not bucket.is_symlink():
+            _link(bucket, f"../roles/{STABLE}.sock")
+    if not (settings.proxy_dir / RELEASE_FILE).exists():
+        publish(settings)
 
-    On any failure the previous file is put back (and reloaded if nginx had seen the new one).
+
+def _check_reachable(path: Path) -> None:
+    """nginx's workers run as another user: every directory above the sockets must let it pass.
+
+    A directory of ours that does not is opened for passing through only (o+x, no listing).
     """
-    conf = settings.proxy_conf
-    try:
-        before: str | None = conf.read_text()
-    except FileNotFoundError:
-        before = None
-    write(conf, render(settings, port, release))
-    try:
-        nginx(settings, "-t")
-    except ProxyError:
-        _restore(conf, before)
-        raise
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & stat.S_IXOTH:
+            continue
+        if parent.stat().st_uid == os.geteuid():
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            continue
+        raise ProxyError(
+            f"nginx's worker user cannot reach {path}: {parent} is not searchable by other "
+            f"users; choose another INFERENCE_PROXY_DIR or run `chmod o+x {parent}`"
+        )
+
+
+def ensure_config(settings: DeploySettings) -> str:
+    """Write both config files if they differ from what they should be, check, then reload.
+
+    Returns what was done. Routing never needs this: it changes symlinks only.
+    """
+    prepare(settings)
+    wanted = {
+        settings.proxy_conf: render_main(settings),
+        snippet_path(settings): render_locations(settings, config_id(settings)),
+    }
+    before: dict[Path, str | None] = {}
+    for path in wanted:
+        try:
+            before[path] = path.read_text()
+        except FileNotFoundError:
+            before[path] = None
+    changed = any(before[path] != text for path, text in wanted.items())
+    if changed:
+        for path, text in wanted.items():
+            write(path, text)
+        try:
+            nginx(settings, "-t")
+        except ProxyError:
+            for path, text_before in before.items():
+                if text_before is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write(path, text_before)
+            raise
+    wanted_id = config_id(settings)
+    if not changed and _served_config(settings) == wanted_id:
+        return "config unchanged, nginx serving it"
     try:
         nginx(settings, "-s", "reload")
-    except ProxyError as exc:
-        # The config is valid (nginx -t passed), so a failed reload means nginx is not running.
-        try:
-            nginx(settings, timeout=15)
-        except ProxyError:
-            _restore(conf, before)
-            raise exc from None
-
-
-def _restore(conf: Path, before: str | None) -> None:
-    if before is None:
-        conf.unlink(missing_ok=True)
-    else:
-        write(conf, before)
+        done = "config written, nginx reloaded" if changed else "nginx reloaded"
+    except ProxyError:
+        nginx(settings, timeout=15)  # the config is valid (nginx -t passed): nginx was not running
+        done = "nginx started"
+    _wait_config(settings, wanted_id)
+    return done
 
 
 def ensure_running(settings: DeploySettings) -> str:
-    """Reload nginx if it runs, start it if not. Returns what it did."""
+    """Check the config, then reload nginx if it runs or start it if not. Returns what it did."""
     nginx(settings, "-t")
     try:
         nginx(settings, "-s", "reload")
@@ -219,46 +295,98 @@ def ensure_running(settings: DeploySettings) -> str:
         return "started"
 
 
-def wait_switched(settings: DeploySettings, release: str, timeout: float = 10) -> None:
-    """Wait until nginx's new workers answer for `release` (`nginx -s reload` only signals)."""
+def _served_config(settings: DeploySettings) -> str | None:
     url = f"http://127.0.0.1:{settings.proxy_port}/_proxy/release"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            served = response.headers.get("X-Proxy-Config")
+    except OSError:
+        return None
+    return str(served) if served else None
+
+
+def _wait_config(settings: DeploySettings, wanted: str, timeout: float = 10) -> None:
+    """`nginx -s reload` only signals: wait until new workers answer with this config."""
     deadline = time.monotonic() + timeout
-    seen = "nothing"
+    seen = None
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                seen = response.read().decode().strip()
-        except (urllib.error.URLError, OSError) as exc:
-            seen = str(getattr(exc, "reason", exc))
-        if seen == release:
+        seen = _served_config(settings)
+        if seen == wanted:
             return
         time.sleep(0.05)
-    raise ProxyError(f"nginx did not switch to {release} within {timeout:g} s (sees {seen})")
+    raise ProxyError(
+        f"nginx on :{settings.proxy_port} does not serve the new config after {timeout:g} s "
+        f"(config {seen or 'unknown'} instead of {wanted})"
+    )
 
 
-def shutting_down_workers() -> int:
-    """nginx worker processes still finishing requests from before the last reload."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def serving(settings: DeploySettings) -> dict[str, Any] | None:
+    """The routing as nginx serves it at /_proxy/release, or None if nginx does not answer so."""
+    url = f"http://127.0.0.1:{settings.proxy_port}/_proxy/release"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) and STABLE in answer else None
+
+
+def _link(path: Path, target: str) -> None:
+    """Point the symlink `path` at `target` in one rename: a reader sees the old or the new."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def set_role(settings: DeploySettings, role: str, container: str | None) -> None:
+    """Point `role` at a release's socket, or remove it (None)."""
+    path = settings.proxy_dir / "roles" / f"{role}.sock"
+    if container is None:
+        path.unlink(missing_ok=True)
+    else:
+        _link(path, f"../releases/{container}/{SOCKET_NAME}")
+
+
+def set_split(settings: DeploySettings, canary_percent: int) -> None:
+    """Send `canary_percent` of the buckets to the canary role and the rest to the stable one."""
+    for index in range(BUCKETS):
+        role = CANARY if index < canary_percent else STABLE
+        path = settings.proxy_dir / "buckets" / f"{index:02d}.sock"
+        target = f"../roles/{role}.sock"
+        if not (path.is_symlink() and os.readlink(path) == target):
+            _link(path, target)
+
+
+def routing(settings: DeploySettings) -> dict[str, Any]:
+    """What nginx forwards to now, read from the links themselves."""
+    roles: dict[str, str | None] = {}
+    for role in (STABLE, CANARY):
         try:
-            title = (entry / "cmdline").read_bytes()
+            target = os.readlink(settings.proxy_dir / "roles" / f"{role}.sock")
+            roles[role] = Path(target).parent.name
+        except OSError:
+            roles[role] = None
+    canary_buckets = 0
+    for index in range(BUCKETS):
+        try:
+            target = os.readlink(settings.proxy_dir / "buckets" / f"{index:02d}.sock")
         except OSError:
             continue
-        if title.startswith(b"nginx: worker process is shutting down"):
-            count += 1
-    return count
+        canary_buckets += target.endswith(f"/{CANARY}.sock")
+    return {
+        STABLE: roles[STABLE],
+        CANARY: roles[CANARY],
+        "canary_percent": round(100 * canary_buckets / BUCKETS),
+    }
 
 
-def wait_drained(timeout: float, poll: float = 0.2) -> float:
-    """Wait until no old nginx worker is left (all requests to the old upstream are answered).
-
-    Returns the seconds waited. nginx ends an old worker only when its last request is done, so
-    this is the exact moment the old container stops being needed; `timeout` bounds it.
-    """
-    start = time.monotonic()
-    time.sleep(poll)
-    while shutting_down_workers() and time.monotonic() - start < timeout:
-        time.sleep(poll)
-    return time.monotonic() - start
+def publish(settings: DeploySettings) -> dict[str, Any]:
+    """Write release.json (served at /_proxy/release) from the links; returns the routing."""
+    now = routing(settings)
+    path = settings.proxy_dir / RELEASE_FILE
+    write_atomic(path, (json.dumps(now) + "\n").encode(), mode=0o644)
+    return now

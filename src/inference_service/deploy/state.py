@@ -1,4 +1,4 @@
-"""state.json: the current and the previous release, replaced atomically."""
+"""state.json: the current and the previous release and the last canary, replaced atomically."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ class Release:
     image_id: str
     """The image's content id; rollback starts exactly this."""
     container: str
-    port: int
+    socket: str
+    """The release's Unix socket on this host (empty for releases from before sockets)."""
     model_version: str
     deployed_at: str
 
@@ -30,9 +31,37 @@ class Release:
             image=str(raw["image"]),
             image_id=str(raw["image_id"]),
             container=str(raw["container"]),
-            port=int(raw["port"]),
+            socket=str(raw.get("socket", "")),
             model_version=str(raw.get("model_version", "")),
             deployed_at=str(raw.get("deployed_at", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A canary in progress (`outcome` "watching") or the verdict on the last one."""
+
+    release: Release
+    percent: int
+    seconds: float
+    started_at: str
+    outcome: str = "watching"
+    """watching, promoted or rolled back."""
+    reasons: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    ended_at: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Canary:
+        return cls(
+            release=Release.from_dict(raw["release"]),
+            percent=int(raw["percent"]),
+            seconds=float(raw["seconds"]),
+            started_at=str(raw["started_at"]),
+            outcome=str(raw.get("outcome", "watching")),
+            reasons=[str(r) for r in raw.get("reasons", [])],
+            figures=dict(raw.get("figures", {})),
+            ended_at=str(raw.get("ended_at", "")),
         )
 
 
@@ -40,12 +69,14 @@ class Release:
 class State:
     current: Release | None = None
     previous: Release | None = None
+    canary: Canary | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "current": asdict(self.current) if self.current else None,
                 "previous": asdict(self.previous) if self.previous else None,
+                "canary": asdict(self.canary) if self.canary else None,
             },
             indent=2,
         )
@@ -61,6 +92,7 @@ def load(path: Path) -> State:
     return State(
         current=Release.from_dict(raw["current"]) if raw.get("current") else None,
         previous=Release.from_dict(raw["previous"]) if raw.get("previous") else None,
+        canary=Canary.from_dict(raw["canary"]) if raw.get("canary") else None,
     )
 
 

@@ -41,7 +41,6 @@ TLS_SUFFIX = ".tls.conf"
 """The TLS config is the proxy config's name with this suffix: beside it in conf.d, and sorted
 after it (nginx reads conf.d/*.conf in name order, and the log format and rate-limit zone the
 HTTPS server uses are declared in the proxy config)."""
-API_SNIPPET = "inference-service-api.conf"
 """The API's server-level directives and locations, included by the plain and the HTTPS server."""
 PLAIN_HTTP_GUARD = "inference-service-plain-http.conf"
 """Included by the plain server through a glob, so it is absent (and harmless) until TLS is on."""
@@ -114,7 +113,8 @@ def snippets_dir(settings: DeploySettings) -> Path:
 
 
 def api_snippet(settings: DeploySettings) -> Path:
-    return snippets_dir(settings) / API_SNIPPET
+    """The API's locations, written by the proxy config and included by every server block."""
+    return proxy.snippet_path(settings)
 
 
 def plain_http_guard_glob(settings: DeploySettings) -> Path:
