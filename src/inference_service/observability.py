@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 
 from inference_service.config import Settings
+from inference_service.drift import DEFAULT_MIN_ROWS, DriftMetrics
 from inference_service.model import Model
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ _encode = msgspec.json.Encoder().encode
 class Metrics:
     """Every metric the service exports, on one registry per app."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift_min_rows: int = DEFAULT_MIN_ROWS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -91,6 +92,8 @@ class Metrics:
         self.reloads = Counter(
             "inference_model_reloads", "Model reload attempts.", ["result"], registry=r
         )
+        # Drift bin counters, and the PSI computed from them at scrape time (drift.py).
+        self.drift = DriftMetrics(r, drift_min_rows)
         # labels() takes a lock and builds a key on every call; the children never change.
         self._by_request: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._by_label: dict[str, Any] = {}
@@ -126,6 +129,7 @@ class Metrics:
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
+            registry.register(self.drift.collector)  # first: it flushes this process's tallies
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
