@@ -113,3 +113,13 @@ def serving(
 def server(trained: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with serving(trained, tmp_path / "server.log") as running:
         yield running
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool: skip without it, but fail with CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI but is not on PATH", pytrace=False)
+        pytest.skip(f"{name} is not installed on this machine")
+    return path

@@ -92,6 +92,8 @@ class Metrics:
         self.reloads = Counter(
             "inference_model_reloads", "Model reload attempts.", ["result"], registry=r
         )
+        for result in ("success", "refused"):  # from 0, so that the first refusal is an increase
+            self.reloads.labels(result)
         # Drift bin counters, and the PSI computed from them at scrape time (drift.py).
         self.drift = DriftMetrics(r, drift_min_rows)
         # labels() takes a lock and builds a key on every call; the children never change.
