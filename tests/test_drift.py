@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -288,3 +289,47 @@ def test_counts_from_two_processes_are_summed_into_one_score(
         # One worker alone would give a different score: the sum is what is scored.
         alone = expected_psi(parts[0][:, f], column)
         assert abs(alone - psi_of(samples, name)) > 0.01
+
+
+# --- in the service -----------------------------------------------------------------------------
+
+
+def test_training_stores_a_reference_for_every_feature(trained: Path) -> None:
+    from inference_service import FEATURES as SERVED
+    from inference_service import artifact
+
+    card = artifact.read(trained).card
+    ref = card[drift.CARD_KEY]
+    assert list(ref["features"]) == list(SERVED)
+    assert all(sum(c["proportions"]) == pytest.approx(1.0) for c in ref["features"].values())
+
+
+def test_inference_requests_are_counted_in_the_live_models_bins(client: FlaskClient) -> None:
+    from inference_service.smoke import ORIGINAL_PAYLOAD
+
+    def rows_per_feature() -> dict[str, float]:
+        text = client.get("/metrics").get_data(as_text=True)
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "inference_drift_bin_total":
+                    totals[s.labels["feature"]] = totals.get(s.labels["feature"], 0) + s.value
+        return totals
+
+    before = rows_per_feature()
+    assert client.post("/inference", json=ORIGINAL_PAYLOAD).status_code == 200
+    tensor = {"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP32", "data": [1] * 12}]}
+    assert client.post("/v2/models/iris/infer", json=tensor).status_code == 200
+    assert client.post("/inference", json=[{"0": 1}]).status_code == 400  # not counted
+    after = rows_per_feature()
+    assert len(after) == 4
+    assert all(after[name] - before.get(name, 0) == 5 for name in after)
+
+
+def test_the_minimum_sample_is_a_setting_that_refuses_nonsense() -> None:
+    from inference_service.config import Settings
+
+    assert Settings().drift_min_rows == drift.DEFAULT_MIN_ROWS
+    assert Settings.from_env({"INFERENCE_DRIFT_MIN_ROWS": "50"}).drift_min_rows == 50
+    with pytest.raises(ValueError, match="INFERENCE_DRIFT_MIN_ROWS must be at least 1"):
+        Settings.from_env({"INFERENCE_DRIFT_MIN_ROWS": "0"})

@@ -130,10 +130,12 @@ def _flag(environ: dict[str, Any], name: str) -> bool:
         raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.") from None
 
 
-def _record(environ: dict[str, Any], model: Model, labels: list[str]) -> None:
-    """Leave what the access log and metrics need in the WSGI environ."""
+def _record(environ: dict[str, Any], model: Model, labels: list[str], x: protocol.Matrix) -> None:
+    """Leave what the access log and metrics need in the WSGI environ; count inputs for drift."""
     environ["inference.labels"] = labels
     environ["inference.model_version"] = model.version
+    drift = current_app.extensions["metrics"].drift
+    drift.observe(model.name, model.version, model.features, model.card, x)
 
 
 @bp.post("/inference")
@@ -144,7 +146,7 @@ def inference() -> Response:
     with_probabilities = _flag(environ, "probabilities")
     model = state.ready_model()
     labels, probabilities = model.predict(x)
-    _record(environ, model, labels)
+    _record(environ, model, labels, x)
     return json_response(
         protocol.records_response(
             model.name,
@@ -164,7 +166,7 @@ def v2_infer(name: str, version: str | None = None) -> Response:
     model = _model_named(state, name, version)
     body, x = protocol.parse_v2(_json_body(state, environ), state.settings.max_rows)
     labels, probabilities = model.predict(x)
-    _record(environ, model, labels)
+    _record(environ, model, labels, x)
     return json_response(
         protocol.v2_response(model.name, model.version, body, labels, probabilities)
     )

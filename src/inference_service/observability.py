@@ -276,7 +276,7 @@ class _TextAccessLog(AccessLog):
 
 
 def init_app(app: Flask, settings: Settings) -> Metrics:
-    metrics = Metrics()
+    metrics = Metrics(settings.drift_min_rows)
     app.extensions["metrics"] = metrics
     log: AccessLog | None = None
     if settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):

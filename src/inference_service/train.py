@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
-from inference_service import FEATURES, LABELS, MODEL_NAME, artifact, data
+from inference_service import FEATURES, LABELS, MODEL_NAME, artifact, data, drift
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def train(config: TrainConfig) -> Path:
             for name in ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy")
         },
         "onnx_sha256": artifact.sha256(onnx),
+        drift.CARD_KEY: drift.reference(x_train, FEATURES),
     }
     path = artifact.write(
         config.model_dir, onnx, card, extras=lambda d: _card_files(d, card, model)
