@@ -104,6 +104,10 @@ fuzz: $(VENV)/.synced ## contract fuzzing against a live server, full size (FUZZ
 soak: models ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to docs/reliability.md
 	$(VENV)/bin/python scripts/soak.py
 
+.PHONY: monitoring-rules
+monitoring-rules: $(VENV)/.synced ## write the Kubernetes PrometheusRule from deploy/monitoring/alerts.yml
+	$(VENV)/bin/python scripts/prometheusrule.py
+
 .PHONY: tf-validate
 tf-validate: ## terraform init -backend=false and validate (needs the provider registry)
 	for dir in $(TF_ROOTS); do \

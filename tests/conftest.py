@@ -159,3 +159,13 @@ def original_labels() -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
     assert labels is not None
     return labels
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool: skip without it, but fail with CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI but is not on PATH", pytrace=False)
+        pytest.skip(f"{name} is not installed on this machine")
+    return path

@@ -28,7 +28,7 @@ NAMESPACES = {
 }
 # Oldest Kubernetes minor the manifests support (preStop sleep needs 1.30) and the newest schema.
 K8S_VERSIONS = ("1.31.0", "1.37.0")
-CRD_KINDS = {"ServiceMonitor", "ServingRuntime", "InferenceService"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ServingRuntime", "InferenceService"}
 APP = "inference-service"
 PORT = 6666
 ACR_IMAGE = "REGISTRY.azurecr.io/inference-service"
@@ -167,6 +167,7 @@ def test_base_overlays_and_components_build(rendered: dict[str, list[Doc]]) -> N
     assert {doc["kind"] for doc in rendered["with-components"]} == expected | {
         "Ingress",
         "ServiceMonitor",
+        "PrometheusRule",
     }
 
 

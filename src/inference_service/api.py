@@ -110,6 +110,8 @@ def _flag(environ: dict[str, Any], name: str) -> bool:
 def _predict(environ: dict[str, Any], model: Model, x: Any) -> Prediction:
     """Predict, and leave what the access log and metrics need in the WSGI environ."""
     prediction = model.predict(x)
+    drift = current_app.extensions["metrics"].drift
+    drift.observe(model.name, model.version, model.features, model.card, x)
     environ["inference.rows"] = prediction.rows
     environ["inference.labels"] = prediction.labels
     environ["inference.model_version"] = model.version
@@ -152,6 +154,15 @@ def model_inference(name: str) -> Response:
 @bp.get("/models/<name>")
 def model_card_named(name: str) -> Response:
     return json_response(_named(request.environ, name).card)
+
+
+@bp.get("/models/<name>/drift")
+def model_drift(name: str) -> Response:
+    """Input drift of the live version: PSI per feature against the training data, summed over
+    every worker, with the share of out-of-range values."""
+    model = _named(request.environ, name)
+    drift = current_app.extensions["metrics"].drift
+    return json_response(drift.summary(model.name, model.version, model.features, model.card))
 
 
 @bp.get("/model")

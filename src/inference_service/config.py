@@ -46,6 +46,8 @@ class Settings:
     """On SIGTERM, how long in-flight requests may take before workers are killed."""
     metrics_dir: str = field(default="")
     """Directory for multi-process metrics; defaults to a fresh directory under /tmp."""
+    drift_min_rows: int = 200
+    """Live rows a model version must see before its input drift score (PSI) is reported."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -83,6 +85,10 @@ class Settings:
             )
         if self.workers < 1:
             raise ValueError(f"{ENV_PREFIX}WORKERS must be at least 1, got {self.workers}")
+        if self.drift_min_rows < 1:
+            raise ValueError(
+                f"{ENV_PREFIX}DRIFT_MIN_ROWS must be at least 1, got {self.drift_min_rows}"
+            )
         if self.max_rows < 1 or self.max_body_bytes < 1:
             raise ValueError("MAX_ROWS and MAX_BODY_BYTES must be positive")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):

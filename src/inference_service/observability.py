@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 
 from inference_service.config import Settings
+from inference_service.drift import DEFAULT_MIN_ROWS, DriftMetrics
 from inference_service.model import Model
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ _encode = msgspec.json.Encoder().encode
 class Metrics:
     """Every metric the service exports, on one registry per app."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift_min_rows: int = DEFAULT_MIN_ROWS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -98,6 +99,8 @@ class Metrics:
         self.reloads = Counter(
             "inference_model_reloads", "Model reload attempts.", ["model", "result"], registry=r
         )
+        # Drift bin counters, and the PSI computed from them at scrape time (drift.py).
+        self.drift = DriftMetrics(r, drift_min_rows)
         # labels() takes a lock and builds a key on every call; the children never change.
         self._by_request: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._by_label: dict[tuple[str, str], Any] = {}
@@ -127,6 +130,11 @@ class Metrics:
                 counter = self._by_label[key] = self.predictions.labels(model, label)
             counter.inc(count)
 
+    def model_seen(self, name: str) -> None:
+        """A model's reload counters start at 0, so that its first refusal is an increase."""
+        for result in ("success", "refused"):
+            self.reloads.labels(name, result)
+
     def model_loaded(self, model: Model, previous: Model | None = None) -> None:
         if previous is not None:
             stamp = _iso(previous.loaded_at)
@@ -136,6 +144,7 @@ class Metrics:
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
+            registry.register(self.drift.collector)  # first: it flushes this process's tallies
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
@@ -284,7 +293,7 @@ class _TextAccessLog(AccessLog):
 
 
 def init_app(app: Flask, settings: Settings) -> Metrics:
-    metrics = Metrics()
+    metrics = Metrics(settings.drift_min_rows)
     app.extensions["metrics"] = metrics
     log: AccessLog | None = None
     if settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):

@@ -123,6 +123,7 @@ class Repository:
 
     def _add(self, name: str, directory: Path) -> None:
         slot = self.slots[name] = Slot(name, directory)
+        self.metrics.model_seen(name)
         if not directory.is_dir():
             slot.error = f"no model directory {directory}"
             log.error("model %s not served: %s", name, slot.error)

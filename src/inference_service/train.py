@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from inference_service import artifact, data
+from inference_service import artifact, data, drift
 from inference_service.errors import ArtifactError
 from inference_service.signature import (
     CLASSIFICATION,
@@ -578,6 +578,7 @@ def _card(
         "gates": gates,
         "parity": parity,
         "signature": signature.to_json(),
+        drift.CARD_KEY: drift.reference(x, signature.feature_names),
         "libraries": libraries,
         "onnx_sha256": artifact.sha256(onnx),
     }
