@@ -437,6 +437,26 @@ class ModelDoc:
                     )
                 },
             ),
+            f"/models/{n}/drift": _get(
+                n,
+                f"{_id(n)}Drift",
+                "Input drift of the live version",
+                {
+                    "200": _ok(
+                        "PSI per feature of the live inputs against the training data, summed "
+                        "over every worker, with the share of values outside the training range.",
+                        {
+                            "allOf": [ref("Drift")],
+                            "properties": {
+                                "model": {"const": n},
+                                "features": {
+                                    "propertyNames": {"enum": list(self.sig.feature_names)}
+                                },
+                            },
+                        },
+                    )
+                },
+            ),
             f"/v1/models/{n}": _get(
                 n,
                 f"{_id(n)}V1Model",
@@ -708,6 +728,7 @@ def _unready_paths(slot: Slot) -> dict[str, Any]:
     return {
         f"/models/{n}/inference": post(f"{i}Records", f"{n} records (not loaded)"),
         f"/models/{n}": get(f"{i}Card", f"The {n} model card"),
+        f"/models/{n}/drift": get(f"{i}Drift", "Input drift of the live version"),
         f"/v1/models/{n}": _get(
             n,
             f"{i}V1Model",
@@ -766,6 +787,47 @@ def _shared_schemas() -> dict[str, Any]:
             "minProperties": 1,
             "maxProperties": 1,
             "additionalProperties": False,
+        },
+        "Drift": {
+            "type": "object",
+            "description": (
+                "Population stability index (PSI) per feature; below 0.1 no real change, 0.1 to "
+                "0.25 a moderate shift, above 0.25 a significant one. `scored` is false until "
+                "`min_rows` live rows were seen, or when the card has no drift reference "
+                "(`reason`)."
+            ),
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "string"},
+                "method": {"const": "psi"},
+                "rows": {"type": "integer", "minimum": 0},
+                "min_rows": {"type": "integer", "minimum": 1},
+                "scored": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "thresholds": {
+                    "type": "object",
+                    "properties": {
+                        "moderate": {"type": "number"},
+                        "significant": {"type": "number"},
+                    },
+                },
+                "features": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {
+                            "psi": {"type": ["number", "null"], "minimum": 0},
+                            "rows": {"type": "integer", "minimum": 0},
+                            "out_of_range_share": {"type": "number", "minimum": 0, "maximum": 1},
+                            "edges": {"type": "array", "items": {"type": "number"}},
+                            "reference": {"type": "array", "items": {"type": "number"}},
+                            "live": {"type": "array", "items": {"type": "number"}},
+                        },
+                        "required": ["psi", "rows", "out_of_range_share"],
+                    },
+                },
+            },
+            "required": ["model", "version", "method", "scored", "features"],
         },
         "RepositoryIndex": {
             "type": "array",

@@ -49,10 +49,11 @@ from tests.conftest import SPECS, serving
 BUDGET = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 MODELS = len(spec.discover(SPECS))
 # Per model: records, V1 predict, V2 infer and V2 infer on a version take a body (POST); the
-# card, V1 readiness, V2 metadata and readiness (each also on a version) are GETs. Besides:
-# POST /inference and /v2/repository/index, and 9 GETs (/model, /v2, health, docs, metrics).
+# card, its input drift, V1 readiness, V2 metadata and readiness (each also on a version) are
+# GETs. Besides: POST /inference and /v2/repository/index, and 9 GETs (/model, /v2, health,
+# docs, metrics).
 POSTS = 4 * MODELS + 2
-GETS = 6 * MODELS + 9
+GETS = 7 * MODELS + 9
 VERSIONED = 3 * MODELS
 # Generated examples per operation (the documented examples come on top): two thirds of the
 # budget for the POSTs, the rest for the GETs and for a second pass over the versioned ones at
