@@ -71,10 +71,10 @@ class Model:
             signature = Signature.from_json(card.get("signature"))
         except SignatureError as exc:
             raise ArtifactError(f"{art.path}: {exc}") from None
-        if signature.name != card.get("name") or model_dir.name not in (signature.name, ""):
+        if signature.name != card.get("name"):
             raise ArtifactError(
-                f"{art.path}: the card describes model {signature.name!r}, "
-                f"found in the directory of {model_dir.name!r}"
+                f"{art.path}: the signature names model {signature.name!r}, "
+                f"the card {card.get('name')!r}"
             )
         if card.get("gates", {}).get("passed") is not True:
             raise ArtifactError(f"{art.path}: the model card does not record passed gates")

@@ -56,7 +56,7 @@ class Repository:
     def directories(self) -> dict[str, Path]:
         """Model name -> directory. A root that holds `current` itself is one model."""
         if (self.root / artifact.POINTER_FILE).exists():
-            return {self.root.resolve().name: self.root}
+            return {self._single_name(): self.root}
         try:
             found = {
                 p.name: p
@@ -68,6 +68,13 @@ class Repository:
         if not self.wanted:
             return found
         return {name: found.get(name, self.root / name) for name in self.wanted}
+
+    def _single_name(self) -> str:
+        """A root that is one model's directory serves it under the name its card gives."""
+        try:
+            return str(artifact.read(self.root).card["name"])
+        except (ArtifactError, KeyError):
+            return self.root.resolve().name
 
     @property
     def default(self) -> str | None:

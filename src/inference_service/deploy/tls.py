@@ -330,7 +330,7 @@ def _install(settings: DeploySettings, files: Mapping[Path, str]) -> None:
 def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = actions.add_parser(
         "tls",
-        help="obtain or renew the ACME certificate for --domain and serve HTTPS",
+        help="obtain or renew the ACME certificate for the public name and serve HTTPS",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
