@@ -44,7 +44,7 @@ TRIGGER = "x-request-body"
 UNKNOWN_VERSION = "no-such-version"
 UNKNOWN_MODEL = "no-such-model"
 OPTIONAL_AUTH: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
-SERVICE, HEALTH, DOCS = "service", "health", "docs"
+DEFAULT, OPERATIONS, HEALTH, DOCS = "default model", "operations", "health", "docs"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -1101,7 +1101,7 @@ def _service_paths(repository: Repository) -> dict[str, Any]:
         ),
         "/readyz": _readyz(repository),
         "/metrics": _get(
-            SERVICE,
+            OPERATIONS,
             "metrics",
             "Prometheus metrics",
             {
@@ -1141,13 +1141,13 @@ def _default_paths(repository: Repository, docs: dict[str, ModelDoc]) -> dict[st
     name = repository.default
     if name is None:
         responses = {"404": _response_ref("NoDefaultModel")}
-        return {"/model": _get(SERVICE, "modelCard", "The default model's card", responses)}
+        return {"/model": _get(DEFAULT, "modelCard", "The default model's card", responses)}
     if name not in docs:
         not_ready = {"401": _response_ref("Unauthorized"), "503": _response_ref(f"{name}.NotReady")}
         return {
             "/inference": {
                 "post": {
-                    "tags": [SERVICE],
+                    "tags": [DEFAULT],
                     "operationId": "inference",
                     "summary": f"{name} records (not loaded)",
                     "security": OPTIONAL_AUTH,
@@ -1159,7 +1159,7 @@ def _default_paths(repository: Repository, docs: dict[str, ModelDoc]) -> dict[st
                 }
             },
             "/model": _get(
-                SERVICE,
+                DEFAULT,
                 "modelCard",
                 "The default model's card",
                 {"503": _response_ref(f"{name}.NotReady")},
@@ -1167,9 +1167,9 @@ def _default_paths(repository: Repository, docs: dict[str, ModelDoc]) -> dict[st
         }
     doc = docs[name]
     return {
-        "/inference": doc.records_operation("inference", [SERVICE]),
+        "/inference": doc.records_operation("inference", [DEFAULT]),
         "/model": _get(
-            SERVICE,
+            DEFAULT,
             "modelCard",
             f"The default model's card ({name})",
             {
@@ -1249,10 +1249,17 @@ def build(settings: Settings, repository: Repository) -> dict[str, Any]:
         },
         "servers": [{"url": ".", "description": "this server"}],
         "tags": [
-            {"name": SERVICE, "description": "The default model and monitoring."},
+            {
+                "name": DEFAULT,
+                "description": (
+                    f"`POST /inference` and `GET /model`: the model named by "
+                    f"INFERENCE_DEFAULT_MODEL ({default or 'none served'})."
+                ),
+            },
             *map(_model_tag, _slots(repository)),
             {"name": "Open Inference Protocol V2", "description": "Server-wide V2 endpoints."},
             {"name": HEALTH, "description": "Probes for orchestrators and load balancers."},
+            {"name": OPERATIONS, "description": "Monitoring."},
             {"name": DOCS, "description": "This description and its interactive page."},
         ],
         "paths": paths,
