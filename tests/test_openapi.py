@@ -196,7 +196,7 @@ def _send_for_status(
         url = fill(path, openapi.UNKNOWN_VERSION)
     elif status == "400":
         kwargs = {
-            "data": openapi._text(bad_request(app.doc, op)),
+            "data": openapi.trigger_text(bad_request(app.doc, op)),
             "content_type": "application/json",
         }
     elif status == "413":
@@ -508,7 +508,7 @@ def test_error_examples_are_what_the_server_answers(
             message = value["value"]["error"]
             triggers: list[tuple[str, str, dict[str, Any]]]
             if openapi.TRIGGER in value:
-                body = openapi._text(value[openapi.TRIGGER]).encode()
+                body = openapi.trigger_text(value[openapi.TRIGGER]).encode()
                 triggers = [
                     (method, url, {"data": body, "content_type": "application/json"})
                     for method, url, _ in _model_triggers(app, component)
@@ -574,6 +574,30 @@ def test_document_follows_a_reload(repository: Path, tmp_path: Path) -> None:
     assert "/v2/models/diabetes/infer" in doc["paths"]
     metadata = doc["paths"]["/v2/models/iris"]["get"]["responses"]["200"]["content"]
     assert metadata["application/json"]["examples"]["metadata"]["value"]["versions"] == [new]
+
+
+def test_a_card_without_examples_gets_mid_range_requests_and_no_invented_answers(
+    repository: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(repository / "diabetes", root / "diabetes")
+    (card_file,) = root.glob("diabetes/*/model.json")
+    card = msgspec.json.decode(card_file.read_bytes())
+    card["signature"]["examples"] = []
+    card_file.write_bytes(msgspec.json.encode(card))
+    client = _app(root).test_client()
+    doc = client.get("/openapi.json").json
+    validate(doc)
+    op = doc["paths"]["/models/diabetes/inference"]["post"]
+    single = request_examples(op)["single"]
+    middle = [(f["min"] + f["max"]) / 2 for f in card["signature"]["features"]]
+    assert list(single.values()) == middle
+    assert "examples" not in op["responses"]["200"]["content"]["application/json"]
+    for path, method, op in operations(doc):
+        for body in request_examples(op).values():
+            response = client.open(fill(path, card["version"]), method=method.upper(), json=body)
+            assert response.status_code == 200, (path, response.json)
+            check_response(doc, op, response)
 
 
 def test_docs_page_uses_only_packaged_assets_by_relative_urls(ready: Served) -> None:

@@ -97,7 +97,8 @@ def _with_header(response: dict[str, Any], name: str, schema: dict[str, Any]) ->
     return response
 
 
-def _text(value: Any) -> str:
+def trigger_text(value: Any) -> str:
+    """An error example's trigger as the request body text (a string is sent as it is)."""
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
@@ -144,8 +145,13 @@ class ModelDoc:
         if named != self.positional:
             self.styles["NamedRecord"] = named
         self.inputs = [list(map(float, e["inputs"])) for e in self.sig.examples]
-        if not self.inputs:  # a card without examples: one row at the middle of each range
+        self.recorded = bool(self.inputs)
+        """Whether the card records answers; without, requests have examples and answers not."""
+        if not self.inputs:  # one row at the middle of each training range
             self.inputs = [[(f.min + f.max) / 2 for f in self.sig.features]]
+
+    def _recorded(self, answers: dict[str, Any]) -> dict[str, Any] | None:
+        return answers if self.recorded else None
 
     def c(self, component: str) -> str:
         return f"{self.name}.{component}"
@@ -363,14 +369,14 @@ class ModelDoc:
         record = dict(zip(self.positional, first, strict=True))
 
         def records(body: Any) -> tuple[str, Any]:
-            raw = _text(body).encode()
+            raw = trigger_text(body).encode()
             return _message(protocol.parse_records, raw, sig, rows), body
 
         def v1(body: Any) -> tuple[str, Any]:
-            return _message(protocol.parse_v1, _text(body).encode(), sig, rows), body
+            return _message(protocol.parse_v1, trigger_text(body).encode(), sig, rows), body
 
         def v2(body: Any) -> tuple[str, Any]:
-            return _message(protocol.parse_v2, _text(body).encode(), sig, rows), body
+            return _message(protocol.parse_v2, trigger_text(body).encode(), sig, rows), body
 
         tensor = {"name": "input", "shape": [1, width], "datatype": "FP32", "data": first}
         wrong = {**tensor, "shape": [1, width + 1], "data": [*first, 0.0]}
@@ -542,7 +548,9 @@ class ModelDoc:
             "security": OPTIONAL_AUTH,
             "requestBody": {"required": True, **_body(ref(c("RecordsRequest")), requests)},
             "responses": {
-                "200": _ok("One answer per record.", ref(c("RecordsResponse")), responses),
+                "200": _ok(
+                    "One answer per record.", ref(c("RecordsResponse")), self._recorded(responses)
+                ),
                 "400": _response_ref(c("RecordsBadRequest")),
                 "401": _response_ref("Unauthorized"),
                 "413": _response_ref("RecordsTooLarge"),
@@ -570,7 +578,9 @@ class ModelDoc:
                 "security": OPTIONAL_AUTH,
                 "requestBody": {"required": True, **_body(ref(c("V1Request")), requests)},
                 "responses": {
-                    "200": _ok("One answer per instance.", ref(c("V1Response")), responses),
+                    "200": _ok(
+                        "One answer per instance.", ref(c("V1Response")), self._recorded(responses)
+                    ),
                     "400": _response_ref(c("V1BadRequest")),
                     "401": _response_ref("Unauthorized"),
                     "413": _response_ref("RecordsTooLarge"),
@@ -647,13 +657,15 @@ class ModelDoc:
             "200": _ok(
                 "The requested output tensors.",
                 ref(c("V2Response")),
-                {
-                    "nested": _example({**answer, "id": "42", "outputs": outputs}, "Answer"),
-                    "flat": _example({**answer, "outputs": outputs}, "Answer"),
-                    "one_output": _example(
-                        {**answer, "outputs": outputs[:1]}, f"Answer with {first} only"
-                    ),
-                },
+                self._recorded(
+                    {
+                        "nested": _example({**answer, "id": "42", "outputs": outputs}, "Answer"),
+                        "flat": _example({**answer, "outputs": outputs}, "Answer"),
+                        "one_output": _example(
+                            {**answer, "outputs": outputs[:1]}, f"Answer with {first} only"
+                        ),
+                    }
+                ),
             ),
             "400": _response_ref(c("V2BadRequest")),
             "401": _response_ref("Unauthorized"),
@@ -1361,9 +1373,10 @@ class Cache:
 
 
 def _key(repository: Repository) -> Hashable:
+    slots = list(repository.slots.items())  # one C-level copy: the watcher may add a model
     return repository.default, tuple(
         (name, slot.model.version if slot.model is not None else None, slot.error)
-        for name, slot in repository.slots.items()
+        for name, slot in slots
     )
 
 
@@ -1371,12 +1384,21 @@ def encoded(app: Flask) -> bytes:
     """The document for what `app` serves now, built again only when that changed."""
     repository: Repository = app.extensions["repository"]
     cache: Cache = app.extensions["openapi"]
-    key = _key(repository)
+    settings = app.config.get("SETTINGS") or Settings()
     with cache.lock:
-        if cache.key != key or not cache.value:
-            settings = app.config.get("SETTINGS") or Settings()
-            cache.value = msgspec.json.encode(build(settings, repository))
-            cache.key = key
+        # A reload may change a model while the document is built: build again until the
+        # models it was built from are still the ones served.
+        for attempt in range(3):
+            key = _key(repository)
+            if cache.key == key and cache.value:
+                break
+            try:
+                value = msgspec.json.encode(build(settings, repository))
+            except Exception:
+                if _key(repository) == key or attempt == 2:
+                    raise
+                continue
+            cache.key, cache.value = key, value
         return cache.value
 
 
