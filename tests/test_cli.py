@@ -163,7 +163,7 @@ def test_invalid_setting_is_a_usage_error(trained: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2
-    assert b"INFERENCE_PORT='http' is not a valid int" in out.stderr
+    assert b"INFERENCE_PORT must be an integer, got 'http'" in out.stderr
 
 
 def test_smoke_key_falls_back_to_the_services_own_keys(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         return deploy_main([*extra, *args.args])
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    overrides = {}
+    if args.command == "serve":
+        overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k))}
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(overrides=overrides)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(
@@ -131,14 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from inference_service.server import serve as run
 
-        overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k))}
-        settings = replace(settings, **overrides)
-        try:
-            settings.check()
-        except ValueError as exc:
-            parser.error(str(exc))
-        run(settings)
-        return 0
+        return run(settings)
     if args.command == "predict":
         return _predict(args, settings)
     if args.command == "models":

@@ -250,6 +250,28 @@ class Observe:
         return body
 
 
+def logging_dictconfig(settings: Settings) -> dict[str, Any]:
+    """The server's own log lines (granian's) in the same format and level as ours."""
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if settings.log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stderr",
+    }
+    logger = {"handlers": ["console"], "level": settings.log_level.upper(), "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"console": handler},
+        "loggers": {"_granian": logger, "granian.access": logger},
+    }
+
+
 def configure_logging(settings: Settings) -> None:
     """Root logging once per process: JSON lines or plain text, at the configured level."""
     root = logging.getLogger()

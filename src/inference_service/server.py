@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -9,16 +10,25 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from inference_service import observability
 from inference_service.config import ENV_PREFIX, Settings
+
+log = logging.getLogger(__name__)
 
 # Anyone may connect to the socket itself; the directory around it decides who can reach it.
 UDS_PERMISSIONS = 0o666
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; in-flight requests get `drain_seconds` to finish."""
     from granian import Granian
     from granian.constants import Interfaces
+
+    observability.configure_logging(settings)
+    keys = settings.keys()
+    log.info("auth %s", f"on: {len(keys)} API key(s)" if keys else "off (INFERENCE_API_KEYS empty)")
+    if not settings.uds and not settings.share_port:
+        claim_port(settings.host, settings.port)
 
     # Workers build the app from the environment, so pass every setting through it.
     for f in fields(settings):
@@ -39,6 +49,9 @@ def serve(settings: Settings) -> None:
         uds=Path(settings.uds) if settings.uds else None,
         uds_permissions=UDS_PERMISSIONS if settings.uds else None,
         workers=settings.workers,
+        blocking_threads=threads(settings),
+        websockets=False,
+        log_dictconfig=observability.logging_dictconfig(settings),
         workers_kill_timeout=settings.drain_seconds,
         respawn_failed_workers=True,
         log_access=False,  # the app writes its own structured access log
@@ -47,6 +60,37 @@ def serve(settings: Settings) -> None:
         server.serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def threads(settings: Settings) -> int:
+    """Python threads per worker: INFERENCE_THREADS, or 2 x cores + 1.
+
+    A request's work is CPU-bound under one interpreter lock, so threads beyond a few only add
+    switching; a few let one thread parse or answer while another waits on a slow client.
+    granian's WSGI default (512) is what its own start-up warning calls too many.
+    """
+    return settings.threads or 2 * (os.cpu_count() or 1) + 1
+
+
+def claim_port(host: str, port: int) -> None:
+    """Refuse a port that something already listens on, before the server starts.
+
+    granian binds with SO_REUSEPORT, so a second server on a busy port would start and silently
+    split the traffic with the first. A plain bind fails on any listener, reuse-port or not.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        probe.bind((host, port))
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc} (address already in use?); "
+            f"set {ENV_PREFIX}SHARE_PORT=true to share the port with another server on purpose"
+        ) from None
+    finally:
+        probe.close()
 
 
 def _remove_stale_socket(path: Path) -> None:

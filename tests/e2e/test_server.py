@@ -1,6 +1,7 @@
 """The real `inference-service serve` process over HTTP."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -194,3 +195,35 @@ def test_whole_repository_is_served_over_every_protocol(
     )
     assert smoke.returncode == 0, smoke.stderr
     assert all(name in smoke.stdout for name in ("iris", "wine", "diabetes"))
+
+
+def test_a_second_server_on_a_busy_port_refuses_at_once(server: Server, trained: Path) -> None:
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env |= {"INFERENCE_MODEL_DIR": str(trained)}
+    # A bad INFERENCE_PORT does not matter when --port is given.
+    env["INFERENCE_PORT"] = "abc"
+    second = subprocess.run(
+        [sys.executable, "-m", "inference_service.cli", "serve", "--port", port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode != 0
+    assert f"cannot serve on 127.0.0.1:{port}" in second.stderr
+    assert "INFERENCE_SHARE_PORT" in second.stderr
+
+
+def test_start_up_says_whether_auth_is_on_and_logs_only_json(trained: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("one\ntwo\n")
+    log = tmp_path / "server.log"
+    with serving(trained, log, INFERENCE_API_KEYS=str(keys)):
+        pass
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line, granian's included, is JSON
+    assert any(r["message"] == "auth on: 2 API key(s)" for r in records)
+    assert not any("one" in line.split('"message"')[1] for line in lines if "auth" in line)
+    assert not any("512 Python threads" in r["message"] for r in records)
