@@ -33,12 +33,13 @@ def run(repeat: int) -> None:
     import numpy as np
     from prometheus_client import CollectorRegistry
 
-    from inference_service import FEATURES, drift
+    from inference_service import drift, spec
     from inference_service.data import load
 
-    x, _ = load(ROOT / "data/input/train/iris.csv")
+    ds = load(spec.load(ROOT / "data/input/train/iris.toml"))
+    x, features = ds.x, ds.features
     tracker = drift.DriftMetrics(CollectorRegistry()).track(
-        "iris", "bench", FEATURES, {drift.CARD_KEY: drift.reference(x, FEATURES)}
+        "iris", "bench", features, {drift.CARD_KEY: drift.reference(x, features)}
     )
     assert tracker is not None
     rng = np.random.default_rng(0)

@@ -199,6 +199,8 @@ class Repository:
     def _go_live(self, slot: Slot, model: Model, previous: Model | None = None) -> None:
         slot.model, slot.error, slot.refused = model, None, None
         self.metrics.model_loaded(model, previous=previous)
+        # Every worker scores drift for every live model, whichever worker a scrape reaches.
+        self.metrics.drift.track(model.name, model.version, model.features, model.card)
 
     def start(self, interval: float) -> None:
         """Check every `interval` seconds in a daemon thread, until stop()."""

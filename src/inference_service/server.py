@@ -10,7 +10,6 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from inference_service import observability
 from inference_service.config import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,6 @@ def serve(settings: Settings) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
-    observability.configure_logging(settings)
-    keys = settings.keys()
-    log.info("auth %s", f"on: {len(keys)} API key(s)" if keys else "off (INFERENCE_API_KEYS empty)")
-    if not settings.uds and not settings.share_port:
-        claim_port(settings.host, settings.port)
 
     # Workers build the app from the environment, so pass every setting through it.
     for f in fields(settings):
@@ -40,6 +34,19 @@ def serve(settings: Settings) -> int:
     parent = settings.metrics_dir or None
     metrics_dir = tempfile.mkdtemp(prefix="inference-metrics-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Only now: prometheus_client picks its multi-process mode when first imported, and workers
+    # forked from this process inherit the choice.
+    from inference_service import observability
+
+    observability.configure_logging(settings)
+    keys = settings.keys()
+    log.info("auth %s", f"on: {len(keys)} API key(s)" if keys else "off (INFERENCE_API_KEYS empty)")
+    if not settings.uds and not settings.share_port:
+        try:
+            claim_port(settings.host, settings.port)
+        except SystemExit:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            raise
     server = Granian(
         "inference_service.app:create_app",
         factory=True,

@@ -23,14 +23,15 @@ import numpy as np
 import pytest
 import yaml
 
-from inference_service import FEATURES, artifact
+from inference_service import artifact
 from inference_service.data import load
-from tests.conftest import ROOT, free_port, require_tool, serving
+from tests.conftest import ROOT, free_port, require_tool, serving, spec_for
 
 pytestmark = pytest.mark.slow
 
 MIN_ROWS = 100
 SHIFTED = ("sepal_length", "petal_width")
+FEATURES = spec_for("iris").features or ()
 T = TypeVar("T")
 
 
@@ -178,7 +179,7 @@ def psi_by_feature(prometheus: Prometheus) -> dict[str, float]:
 def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
     prometheus: Prometheus, service: str, model_dir: Path
 ) -> None:
-    x, _ = load(ROOT / "data/input/train/iris.csv")
+    x = load(spec_for("iris")).x
     rng = np.random.default_rng(7)
 
     # Inputs from the training distribution: scored, below the moderate threshold, no alert.
