@@ -93,6 +93,12 @@ def test_versioned_infer_path(client: FlaskClient, trained: Path) -> None:
         ({"data": [[True, 2, 3, 4]] * 3}, 400, "Expected `float`, got `bool`"),
         ({"data": [["1", 2, 3, 4]] * 3}, 400, "got `str`"),
         ({"data": [[1e39, 2, 3, 4]] * 3}, 400, "out of range for a 32-bit float"),
+        ({"data": [[65520.0, 2, 3, 4]] * 3, "datatype": "FP16"}, 400, "out of range for FP16"),
+        ({"data": [[-7e4, 2, 3, 4]] * 3, "datatype": "FP16"}, 400, "out of range for FP16"),
+        ({"data": [[2**63, 2, 3, 4]] * 3, "datatype": "INT64"}, 400, "integers in INT64 range"),
+        ({"data": [[-(2**63) * 2, 2, 3, 4]] * 3, "datatype": "INT64"}, 400, "in INT64 range"),
+        ({"data": [[2**64, 2, 3, 4]] * 3, "datatype": "UINT64"}, 400, "integers in UINT64 range"),
+        ({"data": [[-1, 2, 3, 4]] * 3, "datatype": "UINT64"}, 400, "integers in UINT64 range"),
     ],
 )
 def test_bad_tensors_get_4xx(

@@ -271,6 +271,7 @@ _INT_TYPES = {
     for bits in (8, 16, 32, 64)
 }
 DATATYPES = ("FP16", "FP32", "FP64", *_INT_TYPES)
+FP16_MAX = float(np.finfo(np.float16).max)
 
 
 class V2Tensor(msgspec.Struct):
@@ -344,14 +345,21 @@ def parse_v2(body: bytes, signature: Signature, max_rows: int) -> tuple[V2Reques
         )
     if dtype := _INT_TYPES.get(tensor.datatype):
         info = np.iinfo(dtype)
+        # Compared as doubles: max + 1 is a power of two, exact where max itself would round up
+        # (2**63 - 1 becomes 2**63), so the 64-bit limits hold too.
         if not (
             np.all(values == np.round(values))
-            and values.min() >= info.min
-            and values.max() <= info.max
+            and values.min() >= float(info.min)
+            and values.max() < float(info.max + 1)
         ):
             raise InvalidInput(
-                f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range."
+                f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range "
+                f"[{info.min}, {info.max}]."
             )
+    elif tensor.datatype == "FP16" and np.abs(values).max() > FP16_MAX:
+        raise InvalidInput(
+            f"Input {tensor.name!r}: a value is out of range for FP16 (largest {FP16_MAX:g})."
+        )
     with np.errstate(over="ignore"):
         x = values.reshape(shape[0], width).astype(np.float32)
     if not np.isfinite(x).all():
