@@ -203,6 +203,8 @@ def _send_for_status(
         kwargs = {"json": too_many(path, op)}
     elif status == "415":
         kwargs = {"data": b'{"0": 0}', "content_type": "text/plain"}
+    elif status == "411":
+        kwargs["headers"] = {"Transfer-Encoding": "chunked"}
     else:
         assert status in ("200", "503"), f"no way to provoke {status}"
     return client.open(url, method=method.upper(), **kwargs)
@@ -475,6 +477,12 @@ SHARED_TRIGGERS: dict[tuple[str, str, str], tuple[bool, str, str, dict[str, Any]
         "POST",
         "/inference",
         {"data": b'{"0": 0}', "content_type": "text/plain"},
+    ),
+    ("ready", "LengthRequired", "chunked"): (
+        False,
+        "POST",
+        "/inference",
+        {"data": b"[]", "headers": {"Transfer-Encoding": "chunked"}},
     ),
     ("partial", "absent.NotReady", "not_loaded"): (False, "POST", "/inference", {"json": []}),
     ("no_default", "NoDefaultModel", "no_default"): (False, "GET", "/model", {}),

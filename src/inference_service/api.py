@@ -16,6 +16,7 @@ from inference_service.config import Settings, parse_bool
 from inference_service.errors import (
     InferenceError,
     InvalidInput,
+    LengthRequired,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -73,15 +74,15 @@ def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
                 f"The body ended after {len(data)} of the {length} bytes in Content-Length."
             )
         return data
-    # Chunked: read one byte past the limit. werkzeug's MAX_CONTENT_LENGTH stream would stop at
-    # the limit and hand over the first 1 MiB of a longer body as if it were all of it.
-    stream, chunks, size = environ["wsgi.input"], [], 0
-    while size <= limit and (chunk := stream.read(min(65536, limit + 1 - size))):
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise PayloadTooLarge(_too_large(limit))
-    return b"".join(chunks)
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        # granian ends a chunked body stream at a malformed chunk size, a chunk cut short or an
+        # EOF before the last chunk exactly as at a proper end, so a truncated body that happens
+        # to be valid JSON would be answered. Refuse what cannot be verified; a proxy in front
+        # (the deployed nginx buffers the body) sends Content-Length.
+        raise LengthRequired(
+            "Send the body with a Content-Length header; chunked request bodies are not accepted."
+        )
+    return b""  # neither Content-Length nor Transfer-Encoding: the request has no body
 
 
 def _authorize(state: Live, environ: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ InferenceError (500)
 ├── InvalidInput (400)          malformed JSON, wrong types or keys, bad tensors
 ├── Unauthorized (401)          missing or wrong API key
 ├── NotFound (404)              unknown model or version
+├── LengthRequired (411)        a chunked body (its framing cannot be verified here)
 ├── PayloadTooLarge (413)       body or row count over the limit
 ├── UnsupportedMediaType (415)  body is not JSON
 └── ModelNotReady (503)         no verified model loaded
@@ -28,6 +29,10 @@ class Unauthorized(InferenceError):
 
 class NotFound(InferenceError):
     status = 404
+
+
+class LengthRequired(InferenceError):
+    status = 411
 
 
 class PayloadTooLarge(InferenceError):

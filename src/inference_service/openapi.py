@@ -554,6 +554,7 @@ class ModelDoc:
                 "400": _response_ref(c("RecordsBadRequest")),
                 "401": _response_ref("Unauthorized"),
                 "413": _response_ref("RecordsTooLarge"),
+                "411": _response_ref("LengthRequired"),
                 "415": _response_ref("UnsupportedMediaType"),
             },
         }
@@ -584,6 +585,7 @@ class ModelDoc:
                     "400": _response_ref(c("V1BadRequest")),
                     "401": _response_ref("Unauthorized"),
                     "413": _response_ref("RecordsTooLarge"),
+                    "411": _response_ref("LengthRequired"),
                     "415": _response_ref("UnsupportedMediaType"),
                 },
             }
@@ -670,6 +672,7 @@ class ModelDoc:
             "400": _response_ref(c("V2BadRequest")),
             "401": _response_ref("Unauthorized"),
             "413": _response_ref("V2TooLarge"),
+            "411": _response_ref("LengthRequired"),
             "415": _response_ref("UnsupportedMediaType"),
         }
         if versioned:
@@ -957,6 +960,16 @@ def _shared_responses(settings: Settings, repository: Repository) -> dict[str, A
             {
                 "rows": (f"{rows + 1} rows is more than the limit of {rows}.", None),
                 "bytes": (too_large, None),
+            },
+        ),
+        "LengthRequired": _error(
+            "The body was sent chunked (`Transfer-Encoding`); send it with `Content-Length`.",
+            {
+                "chunked": (
+                    "Send the body with a Content-Length header; chunked request bodies are "
+                    "not accepted.",
+                    None,
+                )
             },
         ),
         "UnsupportedMediaType": _error(
@@ -1253,7 +1266,8 @@ def build(settings: Settings, repository: Repository) -> dict[str, Any]:
                 "the served models.\n\n"
                 'Every error is JSON `{"error": "<message>"}` with status 400 (invalid input), '
                 "401 (API key missing or wrong, only when the server has API keys), 404 (unknown "
-                "path, model or version), 405 (method not allowed on the path), 413 (body over "
+                "path, model or version), 405 (method not allowed on the path), 411 (chunked "
+                "body), 413 (body over "
                 f"{settings.max_body_bytes} bytes or more than {settings.max_rows} rows), 415 "
                 "(body not `application/json`) or 503 (the model is not loaded)."
             ),

@@ -23,7 +23,6 @@ def serve(settings: Settings) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
-
     # Workers build the app from the environment, so pass every setting through it.
     for f in fields(settings):
         os.environ[ENV_PREFIX + f.name.upper()] = str(getattr(settings, f.name))
