@@ -22,12 +22,18 @@ help: ## list the targets
 	python3 -m venv .tools
 	.tools/bin/pip install -q uv==$(UV_VERSION)
 
+# Two environments in one .venv: what serving and training need (run, models, train, deploy),
+# and that plus the development group (lint, types, tests, scanners, browser) for `make test`.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --inexact --no-dev --extra train
 	@touch $@
 
+$(VENV)/.synced-dev: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@ $(VENV)/.synced
+
 .PHONY: venv
-venv: $(VENV)/.synced ## create .venv from uv.lock
+venv: $(VENV)/.synced-dev ## create .venv from uv.lock, development tools included
 
 .PHONY: models
 models: $(VENV)/.synced ## train every spec that has no current version yet
@@ -42,12 +48,12 @@ run: models ## serve on http://127.0.0.1:6666 (INFERENCE_* settings apply)
 	exec $(CLI) serve
 
 .PHONY: lint
-lint: $(VENV)/.synced ## ruff check and format check
+lint: $(VENV)/.synced-dev ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 .PHONY: typecheck
-typecheck: $(VENV)/.synced ## mypy --strict on src/
+typecheck: $(VENV)/.synced-dev ## mypy --strict on src/
 	$(VENV)/bin/mypy --strict src
 
 .PHONY: test
@@ -97,7 +103,7 @@ bench: models ## benchmark against the original design (wrk, ~5 min)
 	bench/run.sh
 
 .PHONY: fuzz
-fuzz: $(VENV)/.synced ## contract fuzzing against a live server, full size (FUZZ_EXAMPLES=...)
+fuzz: $(VENV)/.synced-dev ## contract fuzzing against a live server, full size (FUZZ_EXAMPLES=...)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1500} $(VENV)/bin/pytest -p no:cacheprovider tests/e2e/test_fuzz.py
 
 .PHONY: soak
@@ -105,7 +111,7 @@ soak: models ## 60 s at 70 % of peak, then 10 s at 3x peak (wrk), figures to doc
 	$(VENV)/bin/python scripts/soak.py
 
 .PHONY: monitoring-rules
-monitoring-rules: $(VENV)/.synced ## write the Kubernetes PrometheusRule from deploy/monitoring/alerts.yml
+monitoring-rules: $(VENV)/.synced-dev ## write the Kubernetes PrometheusRule from deploy/monitoring/alerts.yml
 	$(VENV)/bin/python scripts/prometheusrule.py
 
 .PHONY: tf-validate
@@ -123,12 +129,12 @@ clean: ## remove the environment, models and caches
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: workflow-lint
-workflow-lint: $(VENV)/.synced ## actionlint and the GitHub workflow schema on .github/workflows
+workflow-lint: $(VENV)/.synced-dev ## actionlint and the GitHub workflow schema on .github/workflows
 	$(VENV)/bin/actionlint $(WORKFLOWS)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 
 .PHONY: checkov
-checkov: $(VENV)/.synced ## checkov on the Dockerfile, the Terraform and the workflows
+checkov: $(VENV)/.synced-dev ## checkov on the Dockerfile, the Terraform and the workflows
 	$(VENV)/bin/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
 	$(VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/terraform
 	$(VENV)/bin/checkov --quiet --compact --skip-download --framework github_actions -d .github/workflows
@@ -204,7 +210,7 @@ aks-push: ## push IMAGE to ACR_NAME and pin K8S_OVERLAY to its tag and digest
 	  cd $(K8S_OVERLAY) && kustomize edit set image "inference-service=$(ACR_IMAGE)@$${digest#*@}"
 
 .PHONY: aks-manifest
-aks-manifest: $(VENV)/.synced ## render K8S_OVERLAY into one file, AKS_MANIFEST_DIR/AKS_MANIFEST
+aks-manifest: $(VENV)/.synced-dev ## render K8S_OVERLAY into one file, AKS_MANIFEST_DIR/AKS_MANIFEST
 	mkdir -p $(AKS_MANIFEST_DIR)
 	$(VENV)/bin/kubectl kustomize $(K8S_OVERLAY) >$(AKS_MANIFEST_DIR)/$(AKS_MANIFEST)
 
