@@ -1,8 +1,10 @@
 """Open Inference Protocol V2 over Flask's test client."""
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
@@ -140,3 +142,126 @@ def test_unknown_model_is_404(client: FlaskClient) -> None:
 def test_too_many_rows_get_413(client: FlaskClient) -> None:
     response = infer(client, [[1, 2, 3, 4]], shape=[10_001, 4])
     assert response.status_code == 413
+
+
+# --- the binary tensor data extension ---
+
+
+def binary_request(
+    rows: np.ndarray[Any, Any],
+    datatype: str = "FP32",
+    size: int | None = None,
+    extra: bytes = b"",
+    header_length: int | None = None,
+    **request: Any,
+) -> tuple[bytes, dict[str, str]]:
+    raw = rows.astype({"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "FP16": "<f2"}[datatype])
+    blob = raw.tobytes() + extra
+    tensor = {
+        "name": "input",
+        "shape": list(rows.shape),
+        "datatype": datatype,
+        "parameters": {"binary_data_size": len(blob) if size is None else size},
+    }
+    header = json.dumps({"inputs": [tensor], **request}).encode()
+    length = len(header) if header_length is None else header_length
+    return header + blob, {"Inference-Header-Content-Length": str(length)}
+
+
+def split_answer(response: Any) -> tuple[dict[str, Any], bytes]:
+    length = int(response.headers["Inference-Header-Content-Length"])
+    data = response.get_data()
+    return json.loads(data[:length]), data[length:]
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64", "INT64", "FP16"])
+def test_binary_input_gives_the_same_answers_as_json(client: FlaskClient, datatype: str) -> None:
+    rows = np.array(ROWS, dtype=np.float64)
+    if datatype == "INT64":
+        rows = np.round(rows)
+    body, headers = binary_request(rows, datatype)
+    binary = client.post(
+        "/v2/models/iris/infer", data=body, headers=headers, content_type="application/octet-stream"
+    )
+    assert binary.status_code == 200, binary.get_data()
+    plain = infer(client, rows.tolist(), datatype=datatype)
+    assert binary.json["outputs"] == plain.json["outputs"]
+
+
+def test_binary_outputs_are_length_prefixed_labels_and_float32(client: FlaskClient) -> None:
+    body, headers = binary_request(np.array(ROWS), parameters={"binary_data_output": True})
+    response = client.post("/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 200
+    assert response.mimetype == "application/octet-stream"
+    header, blob = split_answer(response)
+    label, probabilities = header["outputs"]
+    assert "data" not in label and "data" not in probabilities
+    label_blob = blob[: label["parameters"]["binary_data_size"]]
+    rest = blob[len(label_blob) :]
+    labels, i = [], 0
+    while i < len(label_blob):
+        n = int.from_bytes(label_blob[i : i + 4], "little")
+        labels.append(label_blob[i + 4 : i + 4 + n].decode())
+        i += 4 + n
+    plain = infer(client, ROWS).json["outputs"]
+    assert labels == plain[0]["data"]
+    assert len(rest) == probabilities["parameters"]["binary_data_size"] == 3 * 3 * 4
+    assert np.frombuffer(rest, "<f4").tolist() == pytest.approx(plain[1]["data"])
+
+
+def test_only_the_outputs_asked_in_binary_are_binary(client: FlaskClient) -> None:
+    outputs = [{"name": "label"}, {"name": "probabilities", "parameters": {"binary_data": True}}]
+    body, headers = binary_request(np.array(ROWS), outputs=outputs)
+    header, blob = split_answer(client.post("/v2/models/iris/infer", data=body, headers=headers))
+    assert "data" in header["outputs"][0] and "data" not in header["outputs"][1]
+    assert len(blob) == header["outputs"][1]["parameters"]["binary_data_size"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"size": 4}, "binary_data_size is 4, but 48 bytes follow"),
+        ({"extra": b"\0\0\0\0", "size": 52}, "needs 48 bytes (12 values of 4), got 52"),
+        ({"header_length": 10_000}, "past the end of the"),
+        ({"header_length": 5}, "not valid JSON"),
+        ({"size": -1}, "binary_data_size must be a byte count"),
+    ],
+)
+def test_malformed_binary_requests_get_400(
+    client: FlaskClient, changes: dict[str, Any], message: str
+) -> None:
+    body, headers = binary_request(np.array(ROWS), **changes)
+    response = client.post("/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 400, response.get_data()
+    assert message in response.json["error"]
+
+
+def test_binary_bytes_without_binary_data_size_get_400(client: FlaskClient) -> None:
+    header = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROWS[0]}]}
+    ).encode()
+    response = client.post(
+        "/v2/models/iris/infer",
+        data=header + b"\0" * 16,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "16 bytes follow the JSON header" in response.json["error"]
+
+
+def test_binary_nan_and_a_bad_header_length_get_400(client: FlaskClient) -> None:
+    rows = np.array(ROWS)
+    rows[0, 0] = np.nan
+    body, headers = binary_request(rows)
+    response = client.post("/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 400 and "NaN or infinity" in response.json["error"]
+    headers["Inference-Header-Content-Length"] = "twelve"
+    response = client.post("/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 400 and "must be a byte count" in response.json["error"]
+
+
+def test_octet_stream_needs_the_binary_header(client: FlaskClient) -> None:
+    response = client.post(
+        "/v2/models/iris/infer", data=b"{}", content_type="application/octet-stream"
+    )
+    assert response.status_code == 415

@@ -53,11 +53,14 @@ def _too_large(limit: int) -> str:
     return f"The body is larger than the limit of {limit} bytes."
 
 
-def _json_body(state: Live, environ: dict[str, Any]) -> bytes:
+def _json_body(state: Live, environ: dict[str, Any], binary: bool = False) -> bytes:
     # A missing Content-Type is read as JSON (V2 clients such as tritonclient send none);
-    # any other declared type is refused.
+    # any other declared type is refused, but for binary tensor data after a JSON header.
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
-    if mimetype and mimetype != "application/json" and not _JSON_SUFFIX.fullmatch(mimetype):
+    allowed = mimetype == "application/json" or bool(_JSON_SUFFIX.fullmatch(mimetype))
+    if binary and mimetype == "application/octet-stream":
+        allowed = True
+    if mimetype and not allowed:
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {mimetype!r}.")
     length = environ.get("CONTENT_LENGTH", "")
     limit = state.settings.max_body_bytes
@@ -199,19 +202,45 @@ def v2_infer(name: str, version: str | None = None) -> Response:
     state, environ = live(), request.environ
     _authorize(state, environ)
     model = _named(environ, name, version)
+    header_length = _header_length(environ)
     body, x = protocol.parse_v2(
-        _json_body(state, environ), model.signature, state.settings.max_rows
+        _json_body(state, environ, binary=header_length is not None),
+        model.signature,
+        state.settings.max_rows,
+        header_length,
     )
     prediction = _predict(environ, model, x)
-    return json_response(
-        protocol.v2_response(model.name, model.version, body, prediction, model.signature)
+    answer, json_length = protocol.v2_response(
+        model.name, model.version, body, prediction, model.signature
     )
+    if json_length is None:
+        return json_response(answer)
+    response = Response(answer, mimetype="application/octet-stream")
+    response.headers[INFERENCE_HEADER] = str(json_length)
+    return response
+
+
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+
+
+def _header_length(environ: dict[str, Any]) -> int | None:
+    """The binary tensor data extension's JSON header length, when the request has one."""
+    raw = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidInput(f"{INFERENCE_HEADER} must be a byte count, got {raw!r}.")
+    return int(raw)
 
 
 @bp.get("/v2")
 def v2_server() -> Response:
     return json_response(
-        {"name": "inference-service", "version": __version__, "extensions": ["model_repository"]}
+        {
+            "name": "inference-service",
+            "version": __version__,
+            "extensions": ["model_repository", protocol.BINARY_EXTENSION],
+        }
     )
 
 

@@ -278,7 +278,8 @@ class V2Tensor(msgspec.Struct):
     name: str
     shape: list[int | float]  # JSON has one number type: 4.0 is an integer as much as 4 is
     datatype: str
-    data: list[float | list[float]]
+    data: list[float | list[float]] | None = None
+    """Absent when the tensor travels as binary data (`parameters.binary_data_size`)."""
     parameters: dict[str, Any] | None = None
 
 
@@ -295,10 +296,32 @@ class V2Request(msgspec.Struct):
 
 
 _V2 = msgspec.json.Decoder(V2Request)
+# The binary tensor data extension: raw little-endian values after the JSON header.
+_BINARY_DTYPES: dict[str, np.dtype[Any]] = {
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    **{name: dtype.newbyteorder("<") for name, dtype in _INT_TYPES.items()},
+}
+BINARY_EXTENSION = "binary_tensor_data"
 
 
-def parse_v2(body: bytes, signature: Signature, max_rows: int) -> tuple[V2Request, Matrix]:
-    """Decode a V2 infer request into the request and its [N, n_features] float32 matrix."""
+def parse_v2(
+    body: bytes, signature: Signature, max_rows: int, header_length: int | None = None
+) -> tuple[V2Request, Matrix]:
+    """Decode a V2 infer request into the request and its [N, n_features] float32 matrix.
+
+    With `header_length` (the Inference-Header-Content-Length header), the body is that many
+    bytes of JSON followed by the binary data of the input whose `binary_data_size` says so.
+    """
+    binary = b""
+    if header_length is not None:
+        if header_length > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {header_length}, past the end of the "
+                f"{len(body)}-byte body."
+            )
+        body, binary = body[:header_length], body[header_length:]
     try:
         request = _V2.decode(body)
     except msgspec.ValidationError as exc:
@@ -330,19 +353,18 @@ def parse_v2(body: bytes, signature: Signature, max_rows: int) -> tuple[V2Reques
             raise InvalidInput(
                 f"Unknown output {out.name!r}; this model has {', '.join(signature.outputs)}."
             )
-    nested = [isinstance(v, list) for v in tensor.data]
-    if any(nested) and not all(nested):
-        raise InvalidInput(f"Input {tensor.name!r}: data mixes numbers and lists.")
-    try:
-        values = np.array(tensor.data, dtype=np.float64)
-    except ValueError:
-        raise InvalidInput(f"Input {tensor.name!r}: nested data rows differ in length.") from None
-    expected = shape[0] * width
-    if values.size != expected or (values.ndim == 2 and values.shape[1] != width):
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        values = _binary_values(tensor, shape, size, binary)
+    elif binary:
         raise InvalidInput(
-            f"Input {tensor.name!r}: shape {shape} needs {expected} values "
-            f"({shape[0]} rows of {width}), got data of shape {list(values.shape)}."
+            f"{len(binary)} bytes follow the JSON header, but input {tensor.name!r} has no "
+            "binary_data_size."
         )
+    elif tensor.data is None:
+        raise InvalidInput(f"Input {tensor.name!r} has neither data nor binary_data_size.")
+    else:
+        values = _json_values(tensor, shape, width)
     if dtype := _INT_TYPES.get(tensor.datatype):
         info = np.iinfo(dtype)
         # Compared as doubles: max + 1 is a power of two, exact where max itself would round up
@@ -360,36 +382,105 @@ def parse_v2(body: bytes, signature: Signature, max_rows: int) -> tuple[V2Reques
         raise InvalidInput(
             f"Input {tensor.name!r}: a value is out of range for FP16 (largest {FP16_MAX:g})."
         )
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         x = values.reshape(shape[0], width).astype(np.float32)
     if not np.isfinite(x).all():
         raise InvalidInput(f"Input {tensor.name!r}: a value is out of range for a 32-bit float.")
     return request, x
 
 
+def _json_values(tensor: V2Tensor, shape: list[int], width: int) -> npt.NDArray[Any]:
+    data = tensor.data or []
+    nested = [isinstance(v, list) for v in data]
+    if any(nested) and not all(nested):
+        raise InvalidInput(f"Input {tensor.name!r}: data mixes numbers and lists.")
+    try:
+        values = np.array(data, dtype=np.float64)
+    except ValueError:
+        raise InvalidInput(f"Input {tensor.name!r}: nested data rows differ in length.") from None
+    expected = shape[0] * width
+    if values.size != expected or (values.ndim == 2 and values.shape[1] != width):
+        raise InvalidInput(
+            f"Input {tensor.name!r}: shape {shape} needs {expected} values "
+            f"({shape[0]} rows of {width}), got data of shape {list(values.shape)}."
+        )
+    return values
+
+
+def _binary_values(
+    tensor: V2Tensor, shape: list[int], size: Any, binary: bytes
+) -> npt.NDArray[Any]:
+    """The input's values from the bytes after the JSON header (binary tensor data extension)."""
+    if tensor.data is not None:
+        raise InvalidInput(f"Input {tensor.name!r} has both data and binary_data_size.")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidInput(
+            f"Input {tensor.name!r}: binary_data_size must be a byte count, got {size!r}."
+        )
+    if size != len(binary):
+        raise InvalidInput(
+            f"Input {tensor.name!r}: binary_data_size is {size}, but {len(binary)} bytes follow "
+            "the JSON header."
+        )
+    dtype = _BINARY_DTYPES[tensor.datatype]
+    expected = shape[0] * shape[1] * dtype.itemsize
+    if size != expected:
+        raise InvalidInput(
+            f"Input {tensor.name!r}: shape {shape} of {tensor.datatype} needs {expected} bytes "
+            f"({shape[0] * shape[1]} values of {dtype.itemsize}), got {size}."
+        )
+    values: npt.NDArray[Any] = np.frombuffer(binary, dtype=dtype)
+    if tensor.datatype in ("FP32", "FP64", "FP16"):
+        if not np.isfinite(values).all():
+            raise InvalidInput(f"Input {tensor.name!r}: the binary data holds NaN or infinity.")
+        return values
+    wide: npt.NDArray[Any] = values.astype(np.float64)
+    return wide
+
+
 def v2_response(
     name: str, version: str, request: V2Request, prediction: Prediction, signature: Signature
-) -> bytes:
-    wanted = [o.name for o in request.outputs] if request.outputs else signature.outputs
+) -> tuple[bytes, int | None]:
+    """The answer, and the JSON header's length when some outputs travel as binary data."""
+    if request.outputs:
+        wanted = [(o.name, bool((o.parameters or {}).get("binary_data"))) for o in request.outputs]
+    else:
+        everything = bool((request.parameters or {}).get("binary_data_output"))
+        wanted = [(o, everything) for o in signature.outputs]
+    blobs: list[bytes] = []
 
-    def tensor(output: str) -> dict[str, Any]:  # built only when asked for
+    def tensor(output: str, binary: bool) -> dict[str, Any]:  # built only when asked for
         if output == LABEL:
             labels = prediction.labels or []
-            return {"name": output, "shape": [len(labels)], "datatype": "BYTES", "data": labels}
-        values = prediction.probabilities if output == PROBABILITIES else prediction.values
-        assert values is not None
-        return {
-            "name": output,
-            "shape": list(values.shape),
-            "datatype": "FP32",
-            "data": values.ravel().tolist(),
-        }
+            answer: dict[str, Any] = {"name": output, "shape": [len(labels)], "datatype": "BYTES"}
+            if not binary:
+                return {**answer, "data": labels}
+            blob = b"".join(map(_length_prefixed, labels))
+        else:
+            values = prediction.probabilities if output == PROBABILITIES else prediction.values
+            assert values is not None
+            answer = {"name": output, "shape": list(values.shape), "datatype": "FP32"}
+            if not binary:
+                return {**answer, "data": values.ravel().tolist()}
+            blob = np.ascontiguousarray(values, dtype="<f4").tobytes()
+        blobs.append(blob)
+        return {**answer, "parameters": {"binary_data_size": len(blob)}}
 
     answer: dict[str, Any] = {"model_name": name, "model_version": version}
     if request.id is not None:
         answer["id"] = request.id
-    answer["outputs"] = [tensor(n) for n in wanted]
-    return _ENCODE(answer)
+    answer["outputs"] = [tensor(n, binary) for n, binary in wanted]
+    header = _ENCODE(answer)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+@lru_cache(maxsize=4096)
+def _length_prefixed(text: str) -> bytes:
+    """A BYTES element in binary form: its length as 4 little-endian bytes, then the bytes."""
+    raw = text.encode()
+    return len(raw).to_bytes(4, "little") + raw
 
 
 def _reason(exc: Exception) -> str:

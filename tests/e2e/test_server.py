@@ -167,13 +167,23 @@ def test_whole_repository_is_served_over_every_protocol(
         ("iris", "READY"),
         ("wine", "READY"),
     ]
-    for name in ("iris", "wine", "diabetes"):
+    cases = [
+        (name, datatype, binary)
+        for name in ("iris", "wine", "diabetes")
+        for datatype in ("FP32", "FP64")
+        for binary in (True, False)
+    ]
+    for name, datatype, binary in cases:
         signature = Model.load(repository / name).signature
-        rows = np.array([e["inputs"] for e in signature.examples], dtype=np.float32)
-        tensor = v2client.InferInput("input", list(rows.shape), "FP32")
-        tensor.set_data_from_numpy(rows, binary_data=False)
+        rows = np.array(
+            [e["inputs"] for e in signature.examples],
+            dtype=np.float32 if datatype == "FP32" else np.float64,
+        )
+        tensor = v2client.InferInput("input", list(rows.shape), datatype)
+        tensor.set_data_from_numpy(rows, binary_data=binary)
         output = "label" if signature.is_classifier else "prediction"
-        wanted = [v2client.InferRequestedOutput(output, binary_data=False)]
+        # The client's defaults when binary: binary input, every output binary (no outputs named).
+        wanted = None if binary else [v2client.InferRequestedOutput(output, binary_data=False)]
         result = client.infer(name, [tensor], outputs=wanted)
         got = result.as_numpy(output).tolist()
         if signature.is_classifier:
