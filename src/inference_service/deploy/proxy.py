@@ -79,6 +79,9 @@ LOCATIONS = """\
 server_tokens off;
 access_log {access_log} inference_service_json;
 keepalive_timeout 65s;
+# nginx closes a keep-alive connection after 1000 requests by default: one backend caller at
+# full speed would reconnect every few seconds.
+keepalive_requests 100000;
 client_max_body_size 1m;
 client_body_timeout 10s;
 send_timeout 30s;
