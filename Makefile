@@ -66,8 +66,8 @@ host-install: $(VENV)/.synced ## make sure Docker, nginx and the proxy config ar
 	$(CLI) deploy install
 
 .PHONY: deploy-local
-deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host
-	$(CLI) deploy up $(IMAGE)
+deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host (CANARY=PERCENT: canary first)
+	$(CLI) deploy up $(IMAGE)$(if $(CANARY), --canary $(CANARY))
 
 .PHONY: rollback-local
 rollback-local: $(VENV)/.synced ## switch back to the previous release
