@@ -151,6 +151,7 @@ def up(
     environ: Mapping[str, str],
     canary_percent: int | None = None,
 ) -> state.Release:
+    proxy.prepare(settings)  # without a prior `install`, the first switch writes the config
     before = _recover(settings, state.load(settings.state_file))
     image_id = engine.image_id(settings, image)
     if canary_percent:
@@ -161,6 +162,7 @@ def up(
 
 
 def rollback(settings: DeploySettings, environ: Mapping[str, str]) -> state.Release:
+    proxy.prepare(settings)
     before = _recover(settings, state.load(settings.state_file))
     if before.previous is None:
         raise DeployFailed(f"no previous release recorded in {settings.state_file}")
