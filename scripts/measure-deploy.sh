@@ -31,8 +31,10 @@ scripts/build-image.sh "$image" >/dev/null
 echo "warm build (nothing changed): $((SECONDS - start)) s"
 echo "image size: $(($(docker image inspect -f '{{.Size}}' "$image") / 1000000)) MB"
 
-E2E_FIGURES_FILE="$figures" .venv/bin/pytest -q -p no:cacheprovider tests/e2e/test_deploy.py
-cat "$figures"
+if [[ "${MEASURE_E2E:-1}" == 1 ]]; then  # MEASURE_E2E=0: only the wrk figures below
+    E2E_FIGURES_FILE="$figures" .venv/bin/pytest -q -p no:cacheprovider tests/e2e/test_deploy.py
+    cat "$figures"
+fi
 
 # A private nginx and routing directory, as the e2e tests use.
 chmod 755 "$root"
@@ -89,5 +91,26 @@ for _ in $(seq 60); do
     curl -sf "http://127.0.0.1:$direct_port/readyz" >/dev/null && break
     sleep 0.5
 done
-echo "through the proxy (wrk -t2 -c8, ${seconds} s): $(bench "http://127.0.0.1:$port" "$seconds")"
-echo "direct to the container (wrk -t2 -c8, ${seconds} s): $(bench "http://127.0.0.1:$direct_port" "$seconds")"
+# The previous design for comparison: the same nginx with a pooled keep-alive TCP upstream.
+pooled_port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat >"$root/conf.d/pooled.conf" <<CONF
+upstream measure_pooled { server 127.0.0.1:$direct_port; keepalive 32; }
+server {
+    listen 127.0.0.1:$pooled_port;
+    access_log $root/logs/pooled.log inference_service_json;
+    location / {
+        proxy_pass http://measure_pooled;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header X-Request-ID \$request_id;
+    }
+}
+CONF
+nginx -p "$root" -c "$root/nginx.conf" -s reload
+sleep 2
+for round in 1 2; do
+    echo "round $round, wrk -t2 -c8 for ${seconds} s each:"
+    echo "  through the proxy (nginx -> release socket, a connection per request): $(bench "http://127.0.0.1:$port" "$seconds")"
+    echo "  nginx with a pooled keep-alive TCP upstream (the previous design): $(bench "http://127.0.0.1:$pooled_port" "$seconds")"
+    echo "  direct to the container's TCP port: $(bench "http://127.0.0.1:$direct_port" "$seconds")"
+done
