@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -368,3 +369,59 @@ def test_a_bad_canary_is_rolled_back_and_the_stable_share_loses_nothing(
             "ok": load.ok,
         },
     )
+
+
+def _start_canary(host: Host, image: str) -> subprocess.Popen[str]:
+    """A canary long enough to be interrupted, returned once `deploy status` shows it."""
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/inference-service"), "deploy", "up", image]
+        + ["--canary", "30", "--canary-seconds", "120"],
+        env=host.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        routing = json.loads(host.deploy("status").stdout)["proxy"]["routing"]
+        if routing["canary_percent"] == 30:
+            return process
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail("the canary never took its share")
+
+
+def test_an_interrupted_canary_is_routed_away_and_removed(
+    host: Host, derived_images: dict[str, str]
+) -> None:
+    assert host.deploy("install").returncode == 0
+    _deployed(host, derived_images["v1"])
+    stable = host.state()["current"]
+    with Load(host.proxy_port) as load:
+        # Ctrl-C: the tool itself puts every bucket back and removes the canary.
+        process = _start_canary(host, derived_images["v2"])
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode != 0
+        assert "routing everything back to the stable release" in stderr, stderr
+        assert host.state()["canary"]["outcome"] == "abandoned"
+        assert json.loads(host.deploy("status").stdout)["consistent"] is True
+        assert _ours(host) == [docker("inspect", "-f", "{{.Id}}", stable["container"]).stdout[:12]]
+        # SIGKILL: nothing runs on the way out; the next deploy finds the canary and removes it.
+        process = _start_canary(host, derived_images["v2"])
+        process.kill()
+        process.wait(timeout=30)
+        left = json.loads(host.deploy("status").stdout)
+        assert left["canary"]["outcome"] == "watching"  # as the killed deploy left it
+        assert left["proxy"]["routing"]["canary_percent"] == 30
+        done = host.deploy("up", derived_images["v2"])
+        assert done.returncode == 0, done.stderr
+        assert "was left unfinished; removing it" in done.stderr
+        time.sleep(2)
+    assert load.failures == [], Counter(load.failures).most_common(5)
+    assert load.dropped == 0
+    state = host.state()
+    assert state["canary"]["outcome"] == "abandoned"
+    assert state["current"]["model_version"] == derived_images["v2_version"]
+    assert len(_ours(host)) == 1
+    assert json.loads(host.deploy("status").stdout)["consistent"] is True
