@@ -133,7 +133,7 @@ def faulty_images(image: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     site = "/app/venv/lib/python3.11/site-packages/"
     built = {}
     for mode in ("errors", "slow"):
-        tag = f"inference-service:e2e-{mode}"
+        tag = f"{image}-{mode}"
         (context / "Dockerfile").write_text(
             f"FROM {image}\nCOPY inference_fault.py inference_fault.pth {site}\n"
             f"ENV INFERENCE_FAULT={mode}\n"
