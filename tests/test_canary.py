@@ -41,6 +41,17 @@ def test_reads_traffic_errors_latency_and_labels_from_the_service(client: FlaskC
     assert window.p99 is not None and window.p99 > 0
 
 
+def test_a_failure_before_routing_counts_against_the_release() -> None:
+    text = (
+        "# TYPE inference_requests_total counter\n"
+        'inference_requests_total{endpoint="unmatched",method="POST",status="500"} 3\n'
+        'inference_requests_total{endpoint="/inference",method="POST",status="200"} 7\n'
+        'inference_requests_total{endpoint="/readyz",method="GET",status="503"} 5\n'
+    )
+    found = parse(text)
+    assert (found.requests, found.errors) == (10, 3)
+
+
 def test_sums_over_labels_it_does_not_know() -> None:
     text = (
         "# TYPE inference_requests_total counter\n"

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.conftest import ROOT
+
 ACTIONS = ("install", "up", "rollback", "status")
 
 
@@ -55,3 +57,22 @@ def test_canary_percentage_out_of_range_is_refused_before_anything_runs() -> Non
     done = deploy("up", "inference-service:latest", "--canary", "100")
     assert done.returncode == 2
     assert "--canary must be a percentage between 1 and 99, got 100" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "command"),
+    [
+        ([], "deploy up inference-service:t"),
+        (["CANARY=10"], "deploy up inference-service:t --canary 10"),
+    ],
+)
+def test_make_deploy_local_runs_a_canary_when_asked(variables: list[str], command: str) -> None:
+    done = subprocess.run(
+        ["make", "-n", "deploy-local", "IMAGE=inference-service:t", *variables],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith(command)

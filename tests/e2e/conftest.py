@@ -5,6 +5,7 @@ Without a Docker engine the `docker` tests skip, except with CI=true, where they
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "inference-service:e2e"
+# One tag per checkout: checkouts sharing a Docker engine must not build over each other's image.
+IMAGE = f"inference-service:e2e-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
 
 
 def _unavailable(reason: str) -> None:
@@ -88,8 +90,8 @@ def derived_images(
         "(d / 'current').write_text(new + '\\n'); shutil.rmtree(d / v)"
     )
     recipes = {
-        "inference-service:e2e-v2": f'RUN ["/app/venv/bin/python", "-c", "{_escape(script)}"]',
-        "inference-service:e2e-broken": (f"RUN printf 'x' >> /app/models/iris/{v}/model.onnx"),
+        f"{image}-v2": f'RUN ["/app/venv/bin/python", "-c", "{_escape(script)}"]',
+        f"{image}-broken": (f"RUN printf 'x' >> /app/models/iris/{v}/model.onnx"),
     }
     context = tmp_path_factory.mktemp("derived")
     built = []

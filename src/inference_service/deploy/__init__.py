@@ -154,24 +154,22 @@ def up(
     environ: Mapping[str, str],
     canary_percent: int | None = None,
 ) -> state.Release:
+    proxy.prepare(settings)  # without a prior `install`, the first switch writes the config
     before = _recover(settings, state.load(settings.state_file))
     image_id = engine.image_id(settings, image)
     if canary_percent:
         return _canary(settings, image, image_id, before, environ, canary_percent)
-    release = _release(settings, image, image_id, before.current, environ)
-    state.save(settings.state_file, replace(before, current=release, previous=before.current))
-    return release
+    return _release(settings, image, image_id, before, environ)
 
 
 def rollback(settings: DeploySettings, environ: Mapping[str, str]) -> state.Release:
+    proxy.prepare(settings)
     before = _recover(settings, state.load(settings.state_file))
     if before.previous is None:
         raise DeployFailed(f"no previous release recorded in {settings.state_file}")
     target = before.previous
     _say(f"rolling back to {target.image} (model {target.model_version})")
-    release = _release(settings, target.image, target.image_id, before.current, environ)
-    state.save(settings.state_file, replace(before, current=release, previous=before.current))
-    return release
+    return _release(settings, target.image, target.image_id, before, environ)
 
 
 def _start(
@@ -208,11 +206,12 @@ def _release(
     settings: DeploySettings,
     image: str,
     image_id: str,
-    old: state.Release | None,
+    before: state.State,
     environ: Mapping[str, str],
 ) -> state.Release:
     """The five steps. Raises DeployFailed with the reason; the old release is then untouched."""
     start = time.monotonic()
+    old = before.current
     try:
         new = _start(settings, image, image_id, environ, "release")
     except DeployFailed as exc:
@@ -220,6 +219,8 @@ def _release(
         raise DeployFailed(f"{exc}{kept}") from None
     _say(f"4/5 routing :{settings.proxy_port} to {new.container} (symlink rename, no reload)")
     _switch(settings, new, old)
+    # Live: from here on the state must say so, whatever happens to the old release.
+    state.save(settings.state_file, replace(before, current=new, previous=old))
     _retire(settings, old)
     _remove_strays(settings, keep={new.container})
     _say(f"done: {image} (model {new.model_version}) live in {time.monotonic() - start:.1f} s")
@@ -319,13 +320,19 @@ def _canary(
         )
     _say(f"canary verdict: promote; figures {figures}")
     _say(f"4/5 routing every bucket to {new.container} (symlink renames, no reload)")
-    _switch(settings, new, stable)
-    _retire(settings, stable)
-    _remove_strays(settings, keep={new.container})
+    try:
+        _switch(settings, new, stable)
+    except DeployFailed as exc:
+        failed = replace(done, outcome="rolled back", reasons=[str(exc)])
+        state.save(settings.state_file, replace(before, canary=failed))
+        raise
+    # Promoted: from here on the state must say so, whatever happens to the old release.
     state.save(
         settings.state_file,
         state.State(current=new, previous=stable, canary=replace(done, outcome="promoted")),
     )
+    _retire(settings, stable)
+    _remove_strays(settings, keep={new.container})
     _say(f"done: {image} (model {new.model_version}) promoted")
     return new
 

@@ -33,10 +33,9 @@ REQUESTS = "inference_requests_total"
 DURATION_BUCKET = "inference_request_duration_seconds_bucket"
 PREDICTIONS = "inference_predictions_total"
 IN_FLIGHT = "inference_requests_in_flight"
-# Probes and scrapes say nothing about how a release serves its clients.
-NOT_TRAFFIC = frozenset(
-    {"/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready", "unmatched"}
-)
+# Probes and scrapes say nothing about how a release serves its clients. Requests that matched
+# no route ("unmatched") stay in: a release failing before routing must count against it.
+NOT_TRAFFIC = frozenset({"/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
 
 @dataclass(frozen=True)
