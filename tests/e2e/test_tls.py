@@ -309,6 +309,22 @@ def _stop_nginx(root: Path) -> None:
         time.sleep(0.1)
 
 
+def _nginx_cpu_seconds(root: Path) -> float:
+    """CPU time (user + system) of the nginx workers under `root`'s master so far."""
+    master = (root / "nginx.pid").read_text().strip()
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == master:  # ppid; fields[0] is the state
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def test_issues_serves_and_renews_over_acme_without_dropping_requests(
     trained: Path, tmp_path: Path
 ) -> None:
@@ -418,12 +434,15 @@ def test_measure_tls_cost_through_nginx(trained: Path, tmp_path: Path) -> None:
         ):
             argv = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script)]
             argv += [a for flag in extra for a in ("-H", f"Connection: {flag}")]
+            cpu_before = _nginx_cpu_seconds(s.root)
             done = subprocess.run(
                 [*argv, url], capture_output=True, text=True, env=env, timeout=seconds + 60
             )
+            cpu = _nginx_cpu_seconds(s.root) - cpu_before
             assert done.returncode == 0, done.stderr
             line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
             figures = json.loads(line.removeprefix("BENCH "))
             assert figures["mismatches"] == 0 and figures["checked"] > 0, done.stdout
             figures["per_second"] = round(figures["requests"] / figures["duration_us"] * 1e6)
+            figures["nginx_cpu_us_per_request"] = round(cpu / figures["requests"] * 1e6, 1)
             record(f"wrk {name}", figures)
