@@ -179,10 +179,10 @@ class Stack:
         return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300)
 
     def certbot_renew(self) -> subprocess.CompletedProcess[str]:
-        """What certbot's timer runs (`certbot renew`), forced: only stored settings are used.
+        """What Debian's certbot.service runs, forced: only the stored settings are used.
 
-        Without a terminal certbot first sleeps a random 0-8 minutes (spreading the load on the
-        CA); the test skips that delay.
+        `--no-random-sleep-on-renew` as in that unit (its timer adds the random delay instead);
+        without it certbot sleeps up to 8 minutes first when no terminal is attached.
         """
         argv = ["certbot", "renew", "--non-interactive", "--force-renewal"]
         argv += ["--no-random-sleep-on-renew"]
