@@ -125,6 +125,7 @@ def test_a_non_default_https_port_is_kept_in_the_redirect_and_the_refusal() -> N
 def test_the_guard_refuses_credentials_with_json() -> None:
     guard = render_guard(OPTIONS)
     assert "if ($http_authorization) {" in guard
+    assert "if ($remote_addr = 127.0.0.1) {" in guard
     assert "default_type application/json;" in guard
     assert 'return 403 \'{"error":"Credentials are accepted only over HTTPS' in guard
 

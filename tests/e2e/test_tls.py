@@ -205,9 +205,18 @@ class Stack:
         return status, answer, serial
 
     def plain(
-        self, method: str, path: str, body: Any = None, key: str | None = None, port: int = 0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        key: str | None = None,
+        port: int = 0,
+        source: str = "127.0.0.1",
     ) -> tuple[int, Any, dict[str, str]]:
-        connection = http.client.HTTPConnection("127.0.0.1", port or self.plain_port, timeout=10)
+        """One plain HTTP request; `source` 127.0.0.2 stands for another host (not exempt)."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", port or self.plain_port, timeout=10, source_address=(source, 0)
+        )
         try:
             connection.request(method, path, *_encoded(body, key))
             response = connection.getresponse()
@@ -329,8 +338,8 @@ def test_issues_serves_and_renews_over_acme_without_dropping_requests(
     trained: Path, tmp_path: Path
 ) -> None:
     with stack(tmp_path, trained, INFERENCE_API_KEYS=KEY) as s:
-        # Before TLS: the plain port is the original contract, keys still accepted there.
-        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)[0] == 200
+        # Before TLS: the plain port is the original contract, keys accepted from anywhere.
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY, source="127.0.0.2")[0] == 200
 
         done = s.deploy_tls()
         assert done.returncode == 0, done.stderr
@@ -341,13 +350,18 @@ def test_issues_serves_and_renews_over_acme_without_dropping_requests(
         # The same API, auth included: no key, no answer.
         assert s.https("POST", "/inference", ORIGINAL_PAYLOAD)[0] == 401
 
-        # Keys over plain HTTP are refused with a JSON answer naming the HTTPS address;
-        # without a key, the plain port answers as before.
-        status, answer, headers = s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)
+        # Keys over plain HTTP from another host are refused with a JSON answer naming the
+        # HTTPS address; without a key, the plain port answers as before; loopback (the
+        # deploy's smoke test on the host) keeps working.
+        remote = "127.0.0.2"
+        status, answer, headers = s.plain(
+            "POST", "/inference", ORIGINAL_PAYLOAD, KEY, source=remote
+        )
         assert status == 403
         assert headers["content-type"] == "application/json"
         assert f"https://{DOMAIN}:{s.https_port}/" in answer["error"]
-        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD)[0] == 401
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, source=remote)[0] == 401
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)[0] == 200
 
         # The challenge port sends everything but the challenges to HTTPS.
         status, _, headers = s.plain("GET", "/readyz", port=s.http_port)

@@ -17,10 +17,11 @@ The tool writes two nginx files and runs certbot in between, in three idempotent
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -166,8 +167,20 @@ server {{
 
 GUARD = """\
 # Written by `inference-service deploy tls`. Included by the plain-HTTP server: a request that
-# carries credentials over plain HTTP is refused, so a client learns to use HTTPS at once.
+# carries credentials over plain HTTP from another host is refused, so a client learns to use
+# HTTPS at once. Loopback is exempt: a key sent to 127.0.0.1 never crosses a network (the
+# deploy's own smoke test on the host uses it).
+set $inference_service_clear_credentials "";
 if ($http_authorization) {{
+    set $inference_service_clear_credentials "yes";
+}}
+if ($remote_addr = 127.0.0.1) {{
+    set $inference_service_clear_credentials "";
+}}
+if ($remote_addr = ::1) {{
+    set $inference_service_clear_credentials "";
+}}
+if ($inference_service_clear_credentials) {{
     rewrite ^ /_proxy_errors/https-required.json last;
 }}
 location = /_proxy_errors/https-required.json {{
@@ -254,33 +267,35 @@ def run(settings: DeploySettings, options: TlsOptions) -> None:
         say(f"unchanged: {options.https_url} serves the API")
         return
     _install(settings, {conf: live, guard: render_guard(options)})
-    _wait_guarded(settings)
+    _wait_https(options)
     say(f"{options.https_url} serves the API; credentials over plain HTTP are refused")
 
 
-def _wait_guarded(settings: DeploySettings, timeout: float = 10) -> None:
-    """Wait until the plain port refuses credentials: the reload has taken effect.
+def _wait_https(options: TlsOptions, timeout: float = 10) -> None:
+    """Wait until the HTTPS server answers: `nginx -s reload` only signals.
 
-    `nginx -s reload` only signals; the HTTPS server and the guard go live together.
+    The probe does not verify the certificate (certbot has checked the issuance, and a test
+    CA is in no trust store); it only waits for the new nginx generation, which brings the
+    HTTPS server and the plain-HTTP guard together.
     """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = f"GET /readyz HTTP/1.1\r\nHost: {options.domain}\r\nConnection: close\r\n\r\n"
     seen = "nothing"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", settings.proxy_port, timeout=2)
         try:
-            connection.request("GET", "/readyz", headers={"Authorization": "Bearer probe"})
-            response = connection.getresponse()
-            if response.status == 403 and b"HTTPS" in response.read():
-                return
-            seen = f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
+            with socket.create_connection(("127.0.0.1", options.https_port), timeout=2) as raw:
+                with context.wrap_socket(raw, server_hostname=options.domain) as sock:
+                    sock.sendall(request.encode())
+                    if sock.recv(16).startswith(b"HTTP/1.1 "):
+                        return
+        except OSError as exc:
             seen = str(exc)
-        finally:
-            connection.close()
         time.sleep(0.05)
     raise TlsError(
-        f"the plain port {settings.proxy_port} still accepts credentials ({seen}) after "
-        f"{timeout:g} s: its server block must `include {plain_http_guard_glob(settings)};`"
+        f"nginx does not serve HTTPS on :{options.https_port} after {timeout:g} s: {seen}"
     )
 
 
