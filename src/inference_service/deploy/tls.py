@@ -267,36 +267,58 @@ def run(settings: DeploySettings, options: TlsOptions) -> None:
         say(f"unchanged: {options.https_url} serves the API")
         return
     _install(settings, {conf: live, guard: render_guard(options)})
-    _wait_https(options)
+    _wait_live(settings, options)
     say(f"{options.https_url} serves the API; credentials over plain HTTP are refused")
 
 
-def _wait_https(options: TlsOptions, timeout: float = 10) -> None:
-    """Wait until the HTTPS server answers: `nginx -s reload` only signals.
+def _wait_live(settings: DeploySettings, options: TlsOptions, timeout: float = 10) -> None:
+    """Wait until HTTPS answers and the plain port refuses credentials from another address.
 
-    The probe does not verify the certificate (certbot has checked the issuance, and a test
-    CA is in no trust store); it only waits for the new nginx generation, which brings the
-    HTTPS server and the plain-HTTP guard together.
+    `nginx -s reload` only signals: for a moment the old workers still accept on the plain
+    port. The HTTPS probe does not verify the certificate (certbot has checked the issuance,
+    and a test CA is in no trust store). The guard probe comes from 127.0.0.2, an address of
+    the loopback network that the guard does not exempt.
     """
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    request = f"GET /readyz HTTP/1.1\r\nHost: {options.domain}\r\nConnection: close\r\n\r\n"
-    seen = "nothing"
+    request = (
+        f"GET /readyz HTTP/1.1\r\nHost: {options.domain}\r\nAuthorization: Bearer probe\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    guard = f"`include {plain_http_guard_glob(settings)};` in the plain server"
+    probes = [
+        # what, port, client address, over TLS, the answer's start
+        (f"HTTPS on :{options.https_port}", options.https_port, "127.0.0.1", True, "HTTP/1.1 "),
+        (
+            f"{guard} on :{settings.proxy_port}",
+            settings.proxy_port,
+            "127.0.0.2",
+            False,
+            "HTTP/1.1 403",
+        ),
+    ]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", options.https_port), timeout=2) as raw:
-                with context.wrap_socket(raw, server_hostname=options.domain) as sock:
-                    sock.sendall(request.encode())
-                    if sock.recv(16).startswith(b"HTTP/1.1 "):
-                        return
-        except OSError as exc:
-            seen = str(exc)
-        time.sleep(0.05)
-    raise TlsError(
-        f"nginx does not serve HTTPS on :{options.https_port} after {timeout:g} s: {seen}"
-    )
+    for what, port, source, over_tls, expected in probes:
+        seen = "nothing"
+        while not seen.startswith(expected):
+            if time.monotonic() > deadline:
+                raise TlsError(f"{what} is not live after {timeout:g} s (sees {seen!r})")
+            try:
+                address = ("127.0.0.1", port)
+                with socket.create_connection(address, 2, source_address=(source, 0)) as raw:
+                    sock = (
+                        context.wrap_socket(raw, server_hostname=options.domain)
+                        if over_tls
+                        else raw
+                    )
+                    with sock:
+                        sock.sendall(request)
+                        seen = sock.recv(12).decode(errors="replace")
+            except OSError as exc:
+                seen = str(exc)
+            if not seen.startswith(expected):
+                time.sleep(0.05)
 
 
 def _certbot(settings: DeploySettings, options: TlsOptions) -> subprocess.CompletedProcess[str]:
