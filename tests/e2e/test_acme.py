@@ -56,6 +56,14 @@ def _require_tools() -> None:
     pytest.skip(reason)
 
 
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A background process writing to `log` (a file: a pipe nobody reads fills up)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -114,20 +122,18 @@ def pebble(work: Path, http_port: int) -> Iterator[Pebble]:
         }
     }
     (work / "pebble.json").write_text(json.dumps(config))
-    dns = subprocess.Popen(
+    dns = _spawn(
         ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-http01", ""]
         + ["-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""]
         + ["-management", f"127.0.0.1:{dns_management}"],
-        stdout=(work / "challtestsrv.log").open("wb"),
-        stderr=subprocess.STDOUT,
+        work / "challtestsrv.log",
     )
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-    ca = subprocess.Popen(
+    ca = _spawn(
         ["pebble", "-config", str(work / "pebble.json"), "-strict=false"]
         + ["-dnsserver", f"127.0.0.1:{dns_port}"],
-        stdout=(work / "pebble.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
+        work / "pebble.log",
+        env,
     )
     try:
         trust = ssl.create_default_context(cafile=str(listener_cert))
