@@ -11,7 +11,8 @@ The tool writes two nginx files and runs certbot in between, in three idempotent
    that serves the challenge directory and redirects everything else to HTTPS;
 2. `certbot certonly --webroot`: obtains the certificate, or does nothing until it is due;
 3. the TLS config with the HTTPS server (the API, from the same snippet the plain server
-   includes) and the plain-HTTP guard that refuses API keys sent in clear; `nginx -t`, reload.
+   includes) and the plain-HTTP guard that refuses credentials sent in clear from other hosts;
+   `nginx -t`, reload, and a wait until both are live.
 """
 
 from __future__ import annotations
