@@ -59,6 +59,9 @@ log_format inference_service_json escape=json
 server {{
     listen {listen};
     server_name _;
+    # Written by `deploy tls` once HTTPS is on (refuses credentials sent in clear text); until
+    # then the pattern matches nothing.
+    include {guard};
     include {snippet};
 }}
 """
@@ -158,8 +161,14 @@ def render_main(settings: DeploySettings) -> str:
         split=f"{split}\n    * {BUCKETS - 1:02d};",
         rate_zone=RATE_ZONE.format(rate=settings.proxy_rate) if settings.proxy_rate else "",
         listen=settings.proxy_port,
+        guard=plain_http_guard(settings),
         snippet=snippet_path(settings),
     )
+
+
+def plain_http_guard(settings: DeploySettings) -> Path:
+    """The plain server's guard file written by `deploy tls`, as the glob the server includes."""
+    return settings.proxy_conf.parent.parent / "snippets" / "inference-service-plain-http*.conf"
 
 
 def render_locations(settings: DeploySettings, config_id: str = "") -> str:

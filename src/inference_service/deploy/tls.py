@@ -11,16 +11,18 @@ The tool writes two nginx files and runs certbot in between, in three idempotent
    that serves the challenge directory and redirects everything else to HTTPS;
 2. `certbot certonly --webroot`: obtains the certificate, or does nothing until it is due;
 3. the TLS config with the HTTPS server (the API, from the same snippet the plain server
-   includes) and the plain-HTTP guard that refuses API keys sent in clear; `nginx -t`, reload.
+   includes) and the plain-HTTP guard that refuses credentials sent in clear from other hosts;
+   `nginx -t`, reload, and a wait until both are live.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -119,7 +121,7 @@ def api_snippet(settings: DeploySettings) -> Path:
 
 def plain_http_guard_glob(settings: DeploySettings) -> Path:
     """What the plain server includes: matches the guard once TLS is on, nothing before."""
-    return snippets_dir(settings) / PLAIN_HTTP_GUARD.replace(".conf", "*.conf")
+    return proxy.plain_http_guard(settings)
 
 
 def tls_conf(settings: DeploySettings) -> Path:
@@ -166,8 +168,20 @@ server {{
 
 GUARD = """\
 # Written by `inference-service deploy tls`. Included by the plain-HTTP server: a request that
-# carries credentials over plain HTTP is refused, so a client learns to use HTTPS at once.
+# carries credentials over plain HTTP from another host is refused, so a client learns to use
+# HTTPS at once. Loopback is exempt: a key sent to 127.0.0.1 never crosses a network (the
+# deploy's own smoke test on the host uses it).
+set $inference_service_clear_credentials "";
 if ($http_authorization) {{
+    set $inference_service_clear_credentials "yes";
+}}
+if ($remote_addr = 127.0.0.1) {{
+    set $inference_service_clear_credentials "";
+}}
+if ($remote_addr = ::1) {{
+    set $inference_service_clear_credentials "";
+}}
+if ($inference_service_clear_credentials) {{
     rewrite ^ /_proxy_errors/https-required.json last;
 }}
 location = /_proxy_errors/https-required.json {{
@@ -254,34 +268,58 @@ def run(settings: DeploySettings, options: TlsOptions) -> None:
         say(f"unchanged: {options.https_url} serves the API")
         return
     _install(settings, {conf: live, guard: render_guard(options)})
-    _wait_guarded(settings)
+    _wait_live(settings, options)
     say(f"{options.https_url} serves the API; credentials over plain HTTP are refused")
 
 
-def _wait_guarded(settings: DeploySettings, timeout: float = 10) -> None:
-    """Wait until the plain port refuses credentials: the reload has taken effect.
+def _wait_live(settings: DeploySettings, options: TlsOptions, timeout: float = 10) -> None:
+    """Wait until HTTPS answers and the plain port refuses credentials from another address.
 
-    `nginx -s reload` only signals; the HTTPS server and the guard go live together.
+    `nginx -s reload` only signals: for a moment the old workers still accept on the plain
+    port. The HTTPS probe does not verify the certificate (certbot has checked the issuance,
+    and a test CA is in no trust store). The guard probe comes from 127.0.0.2, an address of
+    the loopback network that the guard does not exempt.
     """
-    seen = "nothing"
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = (
+        f"GET /readyz HTTP/1.1\r\nHost: {options.domain}\r\nAuthorization: Bearer probe\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    guard = f"`include {plain_http_guard_glob(settings)};` in the plain server"
+    probes = [
+        # what, port, client address, over TLS, the answer's start
+        (f"HTTPS on :{options.https_port}", options.https_port, "127.0.0.1", True, "HTTP/1.1 "),
+        (
+            f"{guard} on :{settings.proxy_port}",
+            settings.proxy_port,
+            "127.0.0.2",
+            False,
+            "HTTP/1.1 403",
+        ),
+    ]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", settings.proxy_port, timeout=2)
-        try:
-            connection.request("GET", "/readyz", headers={"Authorization": "Bearer probe"})
-            response = connection.getresponse()
-            if response.status == 403 and b"HTTPS" in response.read():
-                return
-            seen = f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            seen = str(exc)
-        finally:
-            connection.close()
-        time.sleep(0.05)
-    raise TlsError(
-        f"the plain port {settings.proxy_port} still accepts credentials ({seen}) after "
-        f"{timeout:g} s: its server block must `include {plain_http_guard_glob(settings)};`"
-    )
+    for what, port, source, over_tls, expected in probes:
+        seen = "nothing"
+        while not seen.startswith(expected):
+            if time.monotonic() > deadline:
+                raise TlsError(f"{what} is not live after {timeout:g} s (sees {seen!r})")
+            try:
+                address = ("127.0.0.1", port)
+                with socket.create_connection(address, 2, source_address=(source, 0)) as raw:
+                    sock = (
+                        context.wrap_socket(raw, server_hostname=options.domain)
+                        if over_tls
+                        else raw
+                    )
+                    with sock:
+                        sock.sendall(request)
+                        seen = sock.recv(12).decode(errors="replace")
+            except OSError as exc:
+                seen = str(exc)
+            if not seen.startswith(expected):
+                time.sleep(0.05)
 
 
 def _certbot(settings: DeploySettings, options: TlsOptions) -> subprocess.CompletedProcess[str]:

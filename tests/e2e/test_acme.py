@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
-from inference_service.deploy import proxy, tls
+from inference_service.deploy import engine, proxy, tls
 from inference_service.deploy.settings import DeploySettings
 from inference_service.smoke import ORIGINAL_PAYLOAD
-from tests.conftest import free_port, original_labels, serving
+from tests.conftest import free_port, original_labels
 from tests.e2e.conftest import NGINX_MAIN, record
 
 pytestmark = pytest.mark.slow
@@ -54,6 +54,14 @@ def _require_tools() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A background process writing to `log` (a file: a pipe nobody reads fills up)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -114,20 +122,18 @@ def pebble(work: Path, http_port: int) -> Iterator[Pebble]:
         }
     }
     (work / "pebble.json").write_text(json.dumps(config))
-    dns = subprocess.Popen(
+    dns = _spawn(
         ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-http01", ""]
         + ["-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""]
         + ["-management", f"127.0.0.1:{dns_management}"],
-        stdout=(work / "challtestsrv.log").open("wb"),
-        stderr=subprocess.STDOUT,
+        work / "challtestsrv.log",
     )
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-    ca = subprocess.Popen(
+    ca = _spawn(
         ["pebble", "-config", str(work / "pebble.json"), "-strict=false"]
         + ["-dnsserver", f"127.0.0.1:{dns_port}"],
-        stdout=(work / "pebble.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
+        work / "pebble.log",
+        env,
     )
     try:
         trust = ssl.create_default_context(cafile=str(listener_cert))
@@ -163,6 +169,7 @@ class Stack:
             "HOME": os.environ.get("HOME", "/root"),
             "INFERENCE_PROXY_PORT": str(self.settings.proxy_port),
             "INFERENCE_PROXY_CONF": str(self.settings.proxy_conf),
+            "INFERENCE_PROXY_DIR": str(self.settings.proxy_dir),
             "INFERENCE_NGINX": self.settings.nginx,
             "REQUESTS_CA_BUNDLE": str(self.pebble.ca_bundle),
         }
@@ -179,8 +186,13 @@ class Stack:
         return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300)
 
     def certbot_renew(self) -> subprocess.CompletedProcess[str]:
-        """What certbot's timer runs (`certbot renew`), forced: only stored settings are used."""
+        """What Debian's certbot.service runs, forced: only the stored settings are used.
+
+        `--no-random-sleep-on-renew` as in that unit (its timer adds the random delay instead);
+        without it certbot sleeps up to 8 minutes first when no terminal is attached.
+        """
         argv = ["certbot", "renew", "--non-interactive", "--force-renewal"]
+        argv += ["--no-random-sleep-on-renew"]
         for name in ("config", "work", "logs"):
             argv += [f"--{name}-dir", str(self.certbot_dir() / name)]
         return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300)
@@ -200,9 +212,18 @@ class Stack:
         return status, answer, serial
 
     def plain(
-        self, method: str, path: str, body: Any = None, key: str | None = None, port: int = 0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        key: str | None = None,
+        port: int = 0,
+        source: str = "127.0.0.1",
     ) -> tuple[int, Any, dict[str, str]]:
-        connection = http.client.HTTPConnection("127.0.0.1", port or self.plain_port, timeout=10)
+        """One plain HTTP request; `source` 127.0.0.2 stands for another host (not exempt)."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", port or self.plain_port, timeout=10, source_address=(source, 0)
+        )
         try:
             connection.request(method, path, *_encoded(body, key))
             response = connection.getresponse()
@@ -235,59 +256,50 @@ def _exchange(
     return response.status, json.loads(raw) if raw.strip() else None
 
 
-def split_template(conf: str) -> tuple[str, str]:
-    """Today's proxy config -> (its http-level part, the body of its server block)."""
-    head, _, rest = conf.partition("server {\n")
-    body, _, _ = rest.rpartition("}")
-    kept = [
-        line
-        for line in body.splitlines()
-        if not line.strip().startswith(("listen ", "server_name "))
-    ]
-    return head, "\n".join(kept) + "\n"
-
-
 @contextmanager
 def stack(tmp_path: Path, model_dir: Path, **serve_env: str) -> Iterator[Stack]:
-    """serve <- nginx (plain port, and whatever `deploy tls` adds) ; Pebble beside them."""
+    """serve (a release on its socket) <- nginx (the deploy tool's config on the plain port, and
+    whatever `deploy tls` adds) ; Pebble beside them."""
     _require_tools()
-    root = tmp_path / "nginx"
+    # nginx's workers (nobody, when the tests run as root) read the challenge files and connect
+    # to the release's socket, and pytest's tmp_path is private to its owner.
+    root = Path(tempfile.mkdtemp(prefix="acme-nginx-"))
+    root.chmod(0o755)
     for sub in ("conf.d", "snippets", "tmp", "logs"):
         (root / sub).mkdir(parents=True)
     (root / "nginx.conf").write_text(NGINX_MAIN.format(root=root))
-    # nginx's workers (nobody, when the tests run as root) read the challenge files, and
-    # pytest's tmp_path is private to its owner.
-    webroot = Path(tempfile.mkdtemp(prefix="acme-webroot-"))
-    webroot.chmod(0o755)
+    webroot = root / "webroot"
+    webroot.mkdir(mode=0o755)
     settings = DeploySettings(
         proxy_port=free_port(),
         proxy_conf=root / "conf.d/inference-service.conf",
+        proxy_dir=root / "proxy",
         proxy_access_log=str(root / "logs/access.log"),
-        proxy_rate=100000,
-        proxy_burst=100000,
         nginx=f"nginx -p {root} -c {root / 'nginx.conf'}",
     )
     http_port, https_port = free_port(), free_port()
+    proxy.ensure_config(settings)
+    sock = proxy.release_socket(settings, "acme")
+    sock.parent.mkdir(mode=0o771)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env |= {"INFERENCE_MODEL_DIR": str(model_dir), "INFERENCE_UDS": str(sock), **serve_env}
+    with (tmp_path / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "inference_service.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        with (
-            serving(model_dir, tmp_path / "server.log", **serve_env) as (url, _),
-            pebble(tmp_path / "pebble", http_port) as ca,
-        ):
-            upstream = int(url.rsplit(":", 1)[1])
-            head, body = split_template(proxy.render(settings, upstream, "serve"))
-            tls.api_snippet(settings).write_text(body)
-            settings.proxy_conf.write_text(
-                f"{head}server {{\n    listen {settings.proxy_port};\n    server_name _;\n"
-                f"    include {tls.plain_http_guard_glob(settings)};\n"
-                f"    include {tls.api_snippet(settings)};\n}}\n"
-            )
-            proxy.ensure_running(settings)
-            try:
-                yield Stack(settings, root, webroot, settings.proxy_port, http_port, https_port, ca)
-            finally:
-                _stop_nginx(root)
+        engine.wait_ready(settings, "acme", sock, 30)
+        proxy.set_role(settings, proxy.STABLE, "acme")
+        with pebble(tmp_path / "pebble", http_port) as ca:
+            yield Stack(settings, root, webroot, settings.proxy_port, http_port, https_port, ca)
     finally:
-        shutil.rmtree(webroot, ignore_errors=True)
+        server.terminate()
+        server.wait(timeout=30)
+        _stop_nginx(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _stop_nginx(root: Path) -> None:
@@ -304,12 +316,28 @@ def _stop_nginx(root: Path) -> None:
         time.sleep(0.1)
 
 
+def _nginx_cpu_seconds(root: Path) -> float:
+    """CPU time (user + system) of the nginx workers under `root`'s master so far."""
+    master = (root / "nginx.pid").read_text().strip()
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == master:  # ppid; fields[0] is the state
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def test_issues_serves_and_renews_over_acme_without_dropping_requests(
     trained: Path, tmp_path: Path
 ) -> None:
     with stack(tmp_path, trained, INFERENCE_API_KEYS=KEY) as s:
-        # Before TLS: the plain port is the original contract, keys still accepted there.
-        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)[0] == 200
+        # Before TLS: the plain port is the original contract, keys accepted from anywhere.
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY, source="127.0.0.2")[0] == 200
 
         done = s.deploy_tls()
         assert done.returncode == 0, done.stderr
@@ -320,13 +348,18 @@ def test_issues_serves_and_renews_over_acme_without_dropping_requests(
         # The same API, auth included: no key, no answer.
         assert s.https("POST", "/inference", ORIGINAL_PAYLOAD)[0] == 401
 
-        # Keys over plain HTTP are refused with a JSON answer naming the HTTPS address;
-        # without a key, the plain port answers as before.
-        status, answer, headers = s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)
+        # Keys over plain HTTP from another host are refused with a JSON answer naming the
+        # HTTPS address; without a key, the plain port answers as before; loopback (the
+        # deploy's smoke test on the host) keeps working.
+        remote = "127.0.0.2"
+        status, answer, headers = s.plain(
+            "POST", "/inference", ORIGINAL_PAYLOAD, KEY, source=remote
+        )
         assert status == 403
         assert headers["content-type"] == "application/json"
         assert f"https://{DOMAIN}:{s.https_port}/" in answer["error"]
-        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD)[0] == 401
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, source=remote)[0] == 401
+        assert s.plain("POST", "/inference", ORIGINAL_PAYLOAD, KEY)[0] == 200
 
         # The challenge port sends everything but the challenges to HTTPS.
         status, _, headers = s.plain("GET", "/readyz", port=s.http_port)
@@ -413,12 +446,15 @@ def test_measure_tls_cost_through_nginx(trained: Path, tmp_path: Path) -> None:
         ):
             argv = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script)]
             argv += [a for flag in extra for a in ("-H", f"Connection: {flag}")]
+            cpu_before = _nginx_cpu_seconds(s.root)
             done = subprocess.run(
                 [*argv, url], capture_output=True, text=True, env=env, timeout=seconds + 60
             )
+            cpu = _nginx_cpu_seconds(s.root) - cpu_before
             assert done.returncode == 0, done.stderr
             line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
             figures = json.loads(line.removeprefix("BENCH "))
             assert figures["mismatches"] == 0 and figures["checked"] > 0, done.stdout
             figures["per_second"] = round(figures["requests"] / figures["duration_us"] * 1e6)
+            figures["nginx_cpu_us_per_request"] = round(cpu / figures["requests"] * 1e6, 1)
             record(f"wrk {name}", figures)
