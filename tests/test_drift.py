@@ -120,6 +120,14 @@ def test_a_tracker_refuses_a_reference_without_its_features() -> None:
     ref = drift.reference(training(100), ("a", "c"))
     with pytest.raises(ValueError, match="no feature 'b'"):
         tracked(ref)
+    ref = drift.reference(training(100), FEATURES)
+    ref["features"]["a"]["edges"].reverse()
+    with pytest.raises(ValueError, match="edges increasing"):
+        tracked(ref)
+    ref = drift.reference(training(100), FEATURES)
+    ref["features"]["b"]["proportions"].pop()
+    with pytest.raises(ValueError, match="do not fit its edges"):
+        tracked(ref)
 
 
 # --- live counts and the score ------------------------------------------------------------------

@@ -133,28 +133,35 @@ class DriftTracker:
             raise ValueError(
                 "the drift reference has a feature whose proportions do not fit its edges"
             )
-        starts = np.cumsum([0, *widths])
-        self.n_bins = int(starts[-1])
-        self._offsets = starts[:-1].astype(np.intp)
-        self._low = np.array([c["min"] for c in columns], dtype=np.float32)
-        self._high = np.array([c["max"] for c in columns], dtype=np.float32)
-        # One slot per bin, then one out-of-range slot per feature.
-        size = self.n_bins + len(self.features)
-        self._columns = [
-            ([float(e) for e in edges], int(start), float(low), float(high), self.n_bins + f)
-            for f, (edges, start, low, high) in enumerate(
-                zip(self.edges, self._offsets, self._low, self._high, strict=True)
-            )
+        # Each feature counts into slots [below min, bin 0, ..., bin k, above max]: one search
+        # over the edges [just below min, *edges, max] gives bin and range at once.
+        low = [np.float32(c["min"]) for c in columns]
+        searched = [
+            np.array([np.nextafter(lo, np.float32(-np.inf)), *edges, c["max"]], dtype=np.float32)
+            for lo, edges, c in zip(low, self.edges, columns, strict=True)
         ]
-        self._tally = [0] * size
-        self._bulk = np.zeros(size, dtype=np.int64)
+        if any(np.any(np.diff(e) <= 0) for e in searched):
+            raise ValueError("a drift reference feature needs min <= edges < max, edges increasing")
+        self._searched = searched
+        self._widths = [len(e) + 1 for e in searched]
+        starts = np.cumsum([0, *self._widths])
+        self._slots = int(starts[-1])
+        self._offsets = starts[:-1].astype(np.intp)
+        self._columns = [
+            ([float(e) for e in edges], int(start))
+            for edges, start in zip(searched, self._offsets, strict=True)
+        ]
+        self._tally = [0] * self._slots
+        self._bulk = np.zeros(self._slots, dtype=np.int64)
         self._lock = threading.Lock()
         labels = (model_name, version)
         self._children = [
-            metrics.bins.labels(*labels, name, str(b))
+            (
+                [metrics.bins.labels(*labels, name, str(b)) for b in range(width)],
+                metrics.out_of_range.labels(*labels, name),
+            )
             for name, width in zip(self.features, widths, strict=True)
-            for b in range(width)
-        ] + [metrics.out_of_range.labels(*labels, name) for name in self.features]
+        ]
 
     def observe(self, x: npt.NDArray[np.float32]) -> None:
         """Count a float32 matrix [N, F] of live inputs (already validated as finite)."""
@@ -163,31 +170,37 @@ class DriftTracker:
             with self._lock:
                 tally = self._tally
                 for row in rows:
-                    for (edges, start, low, high, outside), v in zip(
-                        self._columns, row, strict=True
-                    ):
+                    for (edges, start), v in zip(self._columns, row, strict=True):
                         tally[start + bisect_left(edges, v)] += 1
-                        if v < low or v > high:
-                            tally[outside] += 1
             return
-        index = np.empty((len(self.edges), len(x)), dtype=np.intp)
-        for f, column_edges in enumerate(self.edges):
-            index[f] = np.searchsorted(column_edges, x[:, f], side="left")
+        columns = np.ascontiguousarray(x.T)
+        index = np.empty(columns.shape, dtype=np.intp)
+        for f, searched in enumerate(self._searched):
+            index[f] = np.searchsorted(searched, columns[f], side="left")
         index += self._offsets[:, None]
-        binned = np.bincount(index.ravel(), minlength=self.n_bins)
-        outside = np.count_nonzero((x < self._low) | (x > self._high), axis=0)
+        counted = np.bincount(index.ravel(), minlength=self._slots)
         with self._lock:
-            self._bulk[: self.n_bins] += binned
-            self._bulk[self.n_bins :] += outside
+            self._bulk += counted
 
     def flush(self) -> None:
         """Move this process's tallies into the (multi-process) Prometheus counters."""
         with self._lock:
-            tally, self._tally = self._tally, [0] * len(self._tally)
+            tally, self._tally = self._tally, [0] * self._slots
             bulk, self._bulk = self._bulk, np.zeros_like(self._bulk)
-        total = bulk + np.asarray(tally, dtype=np.int64)
-        for i in np.flatnonzero(total):
-            self._children[i].inc(int(total[i]))
+        total = (bulk + np.asarray(tally, dtype=np.int64)).tolist()
+        for (bins, outside), start, width in zip(
+            self._children, self._offsets, self._widths, strict=True
+        ):
+            slots = total[start : start + width]
+            below, above = slots[0], slots[-1]
+            counts = slots[1:-1]
+            counts[0] += below
+            counts[-1] += above
+            for child, count in zip(bins, counts, strict=True):
+                if count:
+                    child.inc(count)
+            if below + above:
+                outside.inc(below + above)
 
     def score(self, counts: Mapping[tuple[str, str], float], min_rows: int) -> dict[str, Any]:
         """Per-feature PSI, live rows and out-of-range share from counts summed over workers.
