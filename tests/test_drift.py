@@ -334,6 +334,17 @@ def test_inference_requests_are_counted_in_the_live_models_bins(client: FlaskCli
     assert all(after[name] - before.get(name, 0) == 5 for name in after)
 
 
+def test_every_worker_tracks_the_live_model_from_load_not_from_its_first_request(
+    client: FlaskClient,
+) -> None:
+    # With several workers, the one answering a scrape may not have served a request yet; it
+    # must still know the reference to score the counts the others wrote.
+    [tracker] = client.application.extensions["metrics"].drift.trackers()
+    assert tracker.model_name == "iris"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'inference_drift_bin_total{bin="0",feature="petal_width",model="iris"' in text
+
+
 def test_the_minimum_sample_is_a_setting_that_refuses_nonsense() -> None:
     from inference_service.config import Settings
 

@@ -68,6 +68,7 @@ class Reloader:
     def _go_live(self, model: Model, previous: Model | None = None) -> None:
         self.state.model, self.state.error = model, None
         self.metrics.model_loaded(model.name, model.version, model.loaded_at, previous=previous)
+        self.metrics.drift.track(model.name, model.version, model.features, model.card)
 
     def start(self, interval: float) -> None:
         """Check every `interval` seconds in a daemon thread, until stop()."""
