@@ -341,7 +341,7 @@ class DriftMetrics:
     def summary(
         self, model_name: str, version: str, features: Sequence[str], card: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """What `GET /v2/models/<name>/drift` answers: per-feature PSI, rows, out-of-range share."""
+        """Per-feature PSI, rows and out-of-range share of a model, as JSON for a drift endpoint."""
         tracker = self.track(model_name, version, features, card)
         if tracker is None:
             return {
