@@ -215,6 +215,20 @@ def test_a_new_version_replaces_the_previous_score() -> None:
     }
     assert versions == {"2"}
     assert metrics.track("m", "2", FEATURES, {}) is newer
+    # A request still finishing on version 1 is not counted and does not bring it back.
+    card = {drift.CARD_KEY: ref}
+    metrics.observe("m", "1", FEATURES, card, training(rows=10).astype(np.float32))
+    assert metrics.trackers() == [newer]
+    assert metrics.summary("m", "2", FEATURES, card)["rows"] == 10
+    # Rolling back to version 1 tracks it again, from the counts it had.
+    again = metrics.track("m", "1", FEATURES, card)
+    assert again is not None and metrics.trackers() == [again]
+    again.observe(training(rows=5).astype(np.float32))
+    assert metrics.summary("m", "1", FEATURES, card)["rows"] == 15
+    versions = {
+        dict(labels)["version"] for name, labels in scraped(registry) if name.endswith("psi")
+    }
+    assert versions == {"1"}
 
 
 def test_a_card_without_a_reference_is_not_tracked() -> None:

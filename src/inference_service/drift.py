@@ -268,10 +268,11 @@ class DriftMetrics:
     def track(
         self, model_name: str, version: str, features: Sequence[str], card: Mapping[str, Any]
     ) -> DriftTracker | None:
-        """The live tracker of this model version, built on first use from its card.
+        """Make this model version the live one and return its tracker, built from its card.
 
         None when the card holds no drift reference. A new version of a model replaces the
-        previous one's tracker, whose score then leaves /metrics.
+        previous one's tracker, whose score then leaves /metrics; going back to an earlier
+        version builds its tracker again, which resumes that version's counters.
         """
         key = (model_name, version)
         try:
@@ -287,7 +288,7 @@ class DriftMetrics:
             previous = self._live.pop(model_name, None)
             if previous is not None:
                 previous.flush()
-                self._by_version[(model_name, previous.version)] = None
+                del self._by_version[(model_name, previous.version)]
             if tracker is not None:
                 self._live[model_name] = tracker
             self._by_version[key] = tracker
@@ -301,12 +302,19 @@ class DriftMetrics:
         card: Mapping[str, Any],
         x: npt.NDArray[np.float32],
     ) -> None:
-        """Count a request's inputs for a model (nothing when its card has no reference)."""
-        tracker = self._by_version.get((model_name, version)) or self.track(
-            model_name, version, features, card
-        )
-        if tracker is not None:
-            tracker.observe(x)
+        """Count a request's inputs for a model version.
+
+        Nothing is counted when its card has no reference, or for a request still finishing on
+        a version that another has replaced.
+        """
+        tracker = self._by_version.get((model_name, version))
+        if tracker is None:
+            if model_name in self._live or (model_name, version) in self._by_version:
+                return
+            tracker = self.track(model_name, version, features, card)
+            if tracker is None:
+                return
+        tracker.observe(x)
 
     def flush(self) -> None:
         for tracker in list(self._live.values()):
