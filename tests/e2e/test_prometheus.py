@@ -33,6 +33,8 @@ pytestmark = pytest.mark.slow
 MIN_ROWS = 100
 DASHBOARD = ROOT / "deploy/monitoring/grafana-dashboard.json"
 SHIFTED = ("sepal_length", "petal_width")
+# p99 above 100 ms in the worker can be true on a machine busy with other work: not asserted.
+LOAD_DEPENDENT = {"InferenceHighLatency"}
 T = TypeVar("T")
 
 
@@ -232,7 +234,7 @@ def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
         (r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"
     ] == []
     time.sleep(2)  # two more evaluations on the scores above
-    assert prometheus.firing() == {}
+    assert set(prometheus.firing()) - LOAD_DEPENDENT == set()
 
     # Shifted inputs on two features: their scores cross 0.25 and the alert fires for them only.
     shifted = x[rng.integers(0, len(x), 1600)].copy()
@@ -288,5 +290,5 @@ def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
         "InferenceModelReloadRefused to fire",
     )
     assert refused[0]["result"] == "refused"
-    firing = prometheus.firing()
-    assert set(firing) == {"InferenceInputDrift", "InferenceModelReloadRefused"}, firing
+    firing = set(prometheus.firing()) - LOAD_DEPENDENT
+    assert firing == {"InferenceInputDrift", "InferenceModelReloadRefused"}, firing
