@@ -231,6 +231,24 @@ def test_a_new_version_replaces_the_previous_score() -> None:
     assert versions == {"1"}
 
 
+def test_a_request_on_a_replaced_version_never_displaces_the_live_one() -> None:
+    ref = drift.reference(training(), FEATURES)
+    metrics = drift.DriftMetrics(CollectorRegistry(), min_rows=1)
+    rows = training(rows=4).astype(np.float32)
+    metrics.observe("m", "1", FEATURES, {drift.CARD_KEY: ref}, rows)  # first use, no load
+    assert [t.version for t in metrics.trackers()] == ["1"]
+    # Version 2 goes live without a reference; a request finishing on 1 must not revive it.
+    assert metrics.track("m", "2", FEATURES, {}) is None
+    metrics.observe("m", "1", FEATURES, {drift.CARD_KEY: ref}, rows)
+    assert metrics.trackers() == []
+    # Back and forth between a version with a reference and one without.
+    assert metrics.track("m", "3", FEATURES, {drift.CARD_KEY: ref}) is not None
+    assert metrics.track("m", "2", FEATURES, {}) is None
+    assert metrics.trackers() == []
+    assert metrics.track("m", "3", FEATURES, {drift.CARD_KEY: ref}) is not None
+    assert [t.version for t in metrics.trackers()] == ["3"]
+
+
 def test_a_card_without_a_reference_is_not_tracked() -> None:
     metrics = drift.DriftMetrics(CollectorRegistry())
     metrics.observe("m", "1", FEATURES, {}, np.zeros((2, 2), dtype=np.float32))

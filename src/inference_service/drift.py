@@ -243,6 +243,7 @@ class DriftMetrics:
         self.min_rows = min_rows
         self._live: dict[str, DriftTracker] = {}
         self._by_version: dict[tuple[str, str], DriftTracker | None] = {}
+        self._current: dict[str, str] = {}  # the live version of each model
         self._lock = threading.Lock()
         # Registered before the counters: a scrape collects in registration order, and this
         # collector flushes the tallies first, so the counters it reports are current too.
@@ -274,23 +275,33 @@ class DriftMetrics:
         previous one's tracker, whose score then leaves /metrics; going back to an earlier
         version builds its tracker again, which resumes that version's counters.
         """
+        return self._track(model_name, version, features, card, replace=True)
+
+    def _track(
+        self,
+        model_name: str,
+        version: str,
+        features: Sequence[str],
+        card: Mapping[str, Any],
+        replace: bool,
+    ) -> DriftTracker | None:
+        # _by_version holds one entry per model, its current version: a hit needs no lock.
         key = (model_name, version)
-        try:
-            return self._by_version[key]
-        except KeyError:
-            pass
+        if (found := self._by_version.get(key)) is not None:
+            return found
         with self._lock:
-            if key in self._by_version:
-                return self._by_version[key]
-            tracker = None
-            if (ref := card.get(CARD_KEY)) is not None:
-                tracker = DriftTracker(model_name, features, ref, metrics=self, version=version)
+            if key in self._by_version or (not replace and model_name in self._current):
+                return self._by_version.get(key)
             previous = self._live.pop(model_name, None)
             if previous is not None:
                 previous.flush()
-                del self._by_version[(model_name, previous.version)]
-            if tracker is not None:
+            if (old := self._current.get(model_name)) is not None:
+                del self._by_version[(model_name, old)]
+            tracker = None
+            if (ref := card.get(CARD_KEY)) is not None:
+                tracker = DriftTracker(model_name, features, ref, metrics=self, version=version)
                 self._live[model_name] = tracker
+            self._current[model_name] = version
             self._by_version[key] = tracker
             return tracker
 
@@ -309,9 +320,11 @@ class DriftMetrics:
         """
         tracker = self._by_version.get((model_name, version))
         if tracker is None:
-            if model_name in self._live or (model_name, version) in self._by_version:
-                return
-            tracker = self.track(model_name, version, features, card)
+            if model_name in self._current:
+                return  # this version has no reference, or another version is live
+            # First use without a load-time track(); checked again under the lock, so that a
+            # racing request on a replaced version never displaces the live one.
+            tracker = self._track(model_name, version, features, card, replace=False)
             if tracker is None:
                 return
         tracker.observe(x)
