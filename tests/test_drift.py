@@ -120,6 +120,14 @@ def test_a_tracker_refuses_a_reference_without_its_features() -> None:
     ref = drift.reference(training(100), ("a", "c"))
     with pytest.raises(ValueError, match="no feature 'b'"):
         tracked(ref)
+    ref = drift.reference(training(100), FEATURES)
+    ref["features"]["a"]["edges"].reverse()
+    with pytest.raises(ValueError, match="edges increasing"):
+        tracked(ref)
+    ref = drift.reference(training(100), FEATURES)
+    ref["features"]["b"]["proportions"].pop()
+    with pytest.raises(ValueError, match="do not fit its edges"):
+        tracked(ref)
 
 
 # --- live counts and the score ------------------------------------------------------------------
@@ -207,6 +215,38 @@ def test_a_new_version_replaces_the_previous_score() -> None:
     }
     assert versions == {"2"}
     assert metrics.track("m", "2", FEATURES, {}) is newer
+    # A request still finishing on version 1 is not counted and does not bring it back.
+    card = {drift.CARD_KEY: ref}
+    metrics.observe("m", "1", FEATURES, card, training(rows=10).astype(np.float32))
+    assert metrics.trackers() == [newer]
+    assert metrics.summary("m", "2", FEATURES, card)["rows"] == 10
+    # Rolling back to version 1 tracks it again, from the counts it had.
+    again = metrics.track("m", "1", FEATURES, card)
+    assert again is not None and metrics.trackers() == [again]
+    again.observe(training(rows=5).astype(np.float32))
+    assert metrics.summary("m", "1", FEATURES, card)["rows"] == 15
+    versions = {
+        dict(labels)["version"] for name, labels in scraped(registry) if name.endswith("psi")
+    }
+    assert versions == {"1"}
+
+
+def test_a_request_on_a_replaced_version_never_displaces_the_live_one() -> None:
+    ref = drift.reference(training(), FEATURES)
+    metrics = drift.DriftMetrics(CollectorRegistry(), min_rows=1)
+    rows = training(rows=4).astype(np.float32)
+    metrics.observe("m", "1", FEATURES, {drift.CARD_KEY: ref}, rows)  # first use, no load
+    assert [t.version for t in metrics.trackers()] == ["1"]
+    # Version 2 goes live without a reference; a request finishing on 1 must not revive it.
+    assert metrics.track("m", "2", FEATURES, {}) is None
+    metrics.observe("m", "1", FEATURES, {drift.CARD_KEY: ref}, rows)
+    assert metrics.trackers() == []
+    # Back and forth between a version with a reference and one without.
+    assert metrics.track("m", "3", FEATURES, {drift.CARD_KEY: ref}) is not None
+    assert metrics.track("m", "2", FEATURES, {}) is None
+    assert metrics.trackers() == []
+    assert metrics.track("m", "3", FEATURES, {drift.CARD_KEY: ref}) is not None
+    assert [t.version for t in metrics.trackers()] == ["3"]
 
 
 def test_a_card_without_a_reference_is_not_tracked() -> None:
@@ -323,6 +363,17 @@ def test_inference_requests_are_counted_in_the_live_models_bins(client: FlaskCli
     after = rows_per_feature()
     assert len(after) == 4
     assert all(after[name] - before.get(name, 0) == 5 for name in after)
+
+
+def test_every_worker_tracks_the_live_model_from_load_not_from_its_first_request(
+    client: FlaskClient,
+) -> None:
+    # With several workers, the one answering a scrape may not have served a request yet; it
+    # must still know the reference to score the counts the others wrote.
+    [tracker] = client.application.extensions["metrics"].drift.trackers()
+    assert tracker.model_name == "iris"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'inference_drift_bin_total{bin="0",feature="petal_width",model="iris"' in text
 
 
 def test_the_minimum_sample_is_a_setting_that_refuses_nonsense() -> None:

@@ -133,28 +133,35 @@ class DriftTracker:
             raise ValueError(
                 "the drift reference has a feature whose proportions do not fit its edges"
             )
-        starts = np.cumsum([0, *widths])
-        self.n_bins = int(starts[-1])
-        self._offsets = starts[:-1].astype(np.intp)
-        self._low = np.array([c["min"] for c in columns], dtype=np.float32)
-        self._high = np.array([c["max"] for c in columns], dtype=np.float32)
-        # One slot per bin, then one out-of-range slot per feature.
-        size = self.n_bins + len(self.features)
-        self._columns = [
-            ([float(e) for e in edges], int(start), float(low), float(high), self.n_bins + f)
-            for f, (edges, start, low, high) in enumerate(
-                zip(self.edges, self._offsets, self._low, self._high, strict=True)
-            )
+        # Each feature counts into slots [below min, bin 0, ..., bin k, above max]: one search
+        # over the edges [just below min, *edges, max] gives bin and range at once.
+        low = [np.float32(c["min"]) for c in columns]
+        searched = [
+            np.array([np.nextafter(lo, np.float32(-np.inf)), *edges, c["max"]], dtype=np.float32)
+            for lo, edges, c in zip(low, self.edges, columns, strict=True)
         ]
-        self._tally = [0] * size
-        self._bulk = np.zeros(size, dtype=np.int64)
+        if any(np.any(np.diff(e) <= 0) for e in searched):
+            raise ValueError("a drift reference feature needs min <= edges < max, edges increasing")
+        self._searched = searched
+        self._widths = [len(e) + 1 for e in searched]
+        starts = np.cumsum([0, *self._widths])
+        self._slots = int(starts[-1])
+        self._offsets = starts[:-1].astype(np.intp)
+        self._columns = [
+            ([float(e) for e in edges], int(start))
+            for edges, start in zip(searched, self._offsets, strict=True)
+        ]
+        self._tally = [0] * self._slots
+        self._bulk = np.zeros(self._slots, dtype=np.int64)
         self._lock = threading.Lock()
         labels = (model_name, version)
         self._children = [
-            metrics.bins.labels(*labels, name, str(b))
+            (
+                [metrics.bins.labels(*labels, name, str(b)) for b in range(width)],
+                metrics.out_of_range.labels(*labels, name),
+            )
             for name, width in zip(self.features, widths, strict=True)
-            for b in range(width)
-        ] + [metrics.out_of_range.labels(*labels, name) for name in self.features]
+        ]
 
     def observe(self, x: npt.NDArray[np.float32]) -> None:
         """Count a float32 matrix [N, F] of live inputs (already validated as finite)."""
@@ -163,31 +170,37 @@ class DriftTracker:
             with self._lock:
                 tally = self._tally
                 for row in rows:
-                    for (edges, start, low, high, outside), v in zip(
-                        self._columns, row, strict=True
-                    ):
+                    for (edges, start), v in zip(self._columns, row, strict=True):
                         tally[start + bisect_left(edges, v)] += 1
-                        if v < low or v > high:
-                            tally[outside] += 1
             return
-        index = np.empty((len(self.edges), len(x)), dtype=np.intp)
-        for f, column_edges in enumerate(self.edges):
-            index[f] = np.searchsorted(column_edges, x[:, f], side="left")
+        columns = np.ascontiguousarray(x.T)
+        index = np.empty(columns.shape, dtype=np.intp)
+        for f, searched in enumerate(self._searched):
+            index[f] = np.searchsorted(searched, columns[f], side="left")
         index += self._offsets[:, None]
-        binned = np.bincount(index.ravel(), minlength=self.n_bins)
-        outside = np.count_nonzero((x < self._low) | (x > self._high), axis=0)
+        counted = np.bincount(index.ravel(), minlength=self._slots)
         with self._lock:
-            self._bulk[: self.n_bins] += binned
-            self._bulk[self.n_bins :] += outside
+            self._bulk += counted
 
     def flush(self) -> None:
         """Move this process's tallies into the (multi-process) Prometheus counters."""
         with self._lock:
-            tally, self._tally = self._tally, [0] * len(self._tally)
+            tally, self._tally = self._tally, [0] * self._slots
             bulk, self._bulk = self._bulk, np.zeros_like(self._bulk)
-        total = bulk + np.asarray(tally, dtype=np.int64)
-        for i in np.flatnonzero(total):
-            self._children[i].inc(int(total[i]))
+        total = (bulk + np.asarray(tally, dtype=np.int64)).tolist()
+        for (bins, outside), start, width in zip(
+            self._children, self._offsets, self._widths, strict=True
+        ):
+            slots = total[start : start + width]
+            below, above = slots[0], slots[-1]
+            counts = slots[1:-1]
+            counts[0] += below
+            counts[-1] += above
+            for child, count in zip(bins, counts, strict=True):
+                if count:
+                    child.inc(count)
+            if below + above:
+                outside.inc(below + above)
 
     def score(self, counts: Mapping[tuple[str, str], float], min_rows: int) -> dict[str, Any]:
         """Per-feature PSI, live rows and out-of-range share from counts summed over workers.
@@ -230,6 +243,7 @@ class DriftMetrics:
         self.min_rows = min_rows
         self._live: dict[str, DriftTracker] = {}
         self._by_version: dict[tuple[str, str], DriftTracker | None] = {}
+        self._current: dict[str, str] = {}  # the live version of each model
         self._lock = threading.Lock()
         # Registered before the counters: a scrape collects in registration order, and this
         # collector flushes the tallies first, so the counters it reports are current too.
@@ -255,28 +269,39 @@ class DriftMetrics:
     def track(
         self, model_name: str, version: str, features: Sequence[str], card: Mapping[str, Any]
     ) -> DriftTracker | None:
-        """The live tracker of this model version, built on first use from its card.
+        """Make this model version the live one and return its tracker, built from its card.
 
         None when the card holds no drift reference. A new version of a model replaces the
-        previous one's tracker, whose score then leaves /metrics.
+        previous one's tracker, whose score then leaves /metrics; going back to an earlier
+        version builds its tracker again, which resumes that version's counters.
         """
+        return self._track(model_name, version, features, card, replace=True)
+
+    def _track(
+        self,
+        model_name: str,
+        version: str,
+        features: Sequence[str],
+        card: Mapping[str, Any],
+        replace: bool,
+    ) -> DriftTracker | None:
+        # _by_version holds one entry per model, its current version: a hit needs no lock.
         key = (model_name, version)
-        try:
-            return self._by_version[key]
-        except KeyError:
-            pass
+        if (found := self._by_version.get(key)) is not None:
+            return found
         with self._lock:
-            if key in self._by_version:
-                return self._by_version[key]
-            tracker = None
-            if (ref := card.get(CARD_KEY)) is not None:
-                tracker = DriftTracker(model_name, features, ref, metrics=self, version=version)
+            if key in self._by_version or (not replace and model_name in self._current):
+                return self._by_version.get(key)
             previous = self._live.pop(model_name, None)
             if previous is not None:
                 previous.flush()
-                self._by_version[(model_name, previous.version)] = None
-            if tracker is not None:
+            if (old := self._current.get(model_name)) is not None:
+                del self._by_version[(model_name, old)]
+            tracker = None
+            if (ref := card.get(CARD_KEY)) is not None:
+                tracker = DriftTracker(model_name, features, ref, metrics=self, version=version)
                 self._live[model_name] = tracker
+            self._current[model_name] = version
             self._by_version[key] = tracker
             return tracker
 
@@ -288,12 +313,21 @@ class DriftMetrics:
         card: Mapping[str, Any],
         x: npt.NDArray[np.float32],
     ) -> None:
-        """Count a request's inputs for a model (nothing when its card has no reference)."""
-        tracker = self._by_version.get((model_name, version)) or self.track(
-            model_name, version, features, card
-        )
-        if tracker is not None:
-            tracker.observe(x)
+        """Count a request's inputs for a model version.
+
+        Nothing is counted when its card has no reference, or for a request still finishing on
+        a version that another has replaced.
+        """
+        tracker = self._by_version.get((model_name, version))
+        if tracker is None:
+            if model_name in self._current:
+                return  # this version has no reference, or another version is live
+            # First use without a load-time track(); checked again under the lock, so that a
+            # racing request on a replaced version never displaces the live one.
+            tracker = self._track(model_name, version, features, card, replace=False)
+            if tracker is None:
+                return
+        tracker.observe(x)
 
     def flush(self) -> None:
         for tracker in list(self._live.values()):
@@ -328,7 +362,7 @@ class DriftMetrics:
     def summary(
         self, model_name: str, version: str, features: Sequence[str], card: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """What `GET /v2/models/<name>/drift` answers: per-feature PSI, rows, out-of-range share."""
+        """Per-feature PSI, rows and out-of-range share of a model, as JSON for a drift endpoint."""
         tracker = self.track(model_name, version, features, card)
         if tracker is None:
             return {

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,8 +31,11 @@ from tests.conftest import ROOT, free_port, require_tool, serving, spec_for
 pytestmark = pytest.mark.slow
 
 MIN_ROWS = 100
+DASHBOARD = ROOT / "deploy/monitoring/grafana-dashboard.json"
 SHIFTED = ("sepal_length", "petal_width")
 FEATURES = spec_for("iris").features or ()
+# p99 above 100 ms in the worker can be true on a machine busy with other work: not asserted.
+LOAD_DEPENDENT = {"InferenceHighLatency"}
 T = TypeVar("T")
 
 
@@ -58,7 +62,9 @@ class Prometheus:
         return alerts
 
 
-def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+def eventually(
+    check: Callable[[], T | None], what: str | Callable[[], str], timeout: float = 60
+) -> T:
     """Poll until `check` returns something truthy; fail naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -67,7 +73,8 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 60) ->
         if last:
             return last
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    waited_for = what() if callable(what) else what
+    pytest.fail(f"timed out after {timeout} s waiting for {waited_for} (last: {last!r})")
 
 
 @pytest.fixture
@@ -169,6 +176,17 @@ def send(url: str, rows: np.ndarray[Any, Any], per_request: int = 2) -> int:
     return sent
 
 
+def post_raw(url: str, path: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{url}{path}", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def psi_by_feature(prometheus: Prometheus) -> dict[str, float]:
     return {
         r["metric"]["feature"]: float(r["value"][1])
@@ -217,7 +235,7 @@ def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
         (r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"
     ] == []
     time.sleep(2)  # two more evaluations on the scores above
-    assert prometheus.firing() == {}
+    assert set(prometheus.firing()) - LOAD_DEPENDENT == set()
 
     # Shifted inputs on two features: their scores cross 0.25 and the alert fires for them only.
     shifted = x[rng.integers(0, len(x), 1600)].copy()
@@ -242,6 +260,26 @@ def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
     share = {r["metric"]["feature"]: float(r["value"][1]) for r in out_of_range}
     assert all(share[name] > 0.3 for name in SHIFTED), share
 
+    # Every dashboard query is valid PromQL and, canary panels aside, finds real series.
+    status, _ = post_raw(service, "/inference", b"[]")
+    assert status == 400  # so that the errors panel has something to show
+    queries = [
+        target["expr"]
+        .replace("$job", "inference-service")
+        .replace("$model", ".*")
+        .replace("$__rate_interval", "1m")
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+    empty: list[str] = []
+
+    def every_panel_has_data() -> bool:
+        empty[:] = [q for q in queries if "inference_canary" not in q and not prometheus.query(q)]
+        return not empty
+
+    eventually(every_panel_has_data, lambda: f"data for every dashboard query; none for {empty}")
+
     # A broken new version: every worker refuses it and keeps serving; the refusal alert fires.
     live = artifact.current_version(model_dir)
     shutil.copytree(model_dir / live, model_dir / "broken")
@@ -253,5 +291,5 @@ def test_rules_evaluate_on_real_series_and_drift_fires_only_for_shifted_inputs(
         "InferenceModelReloadRefused to fire",
     )
     assert refused[0]["result"] == "refused"
-    firing = prometheus.firing()
-    assert set(firing) == {"InferenceInputDrift", "InferenceModelReloadRefused"}, firing
+    firing = set(prometheus.firing()) - LOAD_DEPENDENT
+    assert firing == {"InferenceInputDrift", "InferenceModelReloadRefused"}, firing
