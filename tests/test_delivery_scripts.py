@@ -92,7 +92,7 @@ def test_deploy_and_smoke_read_the_keys_file_when_it_exists(tmp_path: Path) -> N
     target = tmp_path / "api-keys"
     for goal in ("deploy-local", "smoke"):
         command = subprocess.run(
-            ["make", "-n", goal, f"API_KEYS_FILE={target}"],
+            ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -102,7 +102,7 @@ def test_deploy_and_smoke_read_the_keys_file_when_it_exists(tmp_path: Path) -> N
     assert api_keys(target, KEYS[0]).returncode == 0
     for goal in ("deploy-local", "smoke"):
         command = subprocess.run(
-            ["make", "-n", goal, f"API_KEYS_FILE={target}"],
+            ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -114,7 +114,7 @@ def test_deploy_and_smoke_read_the_keys_file_when_it_exists(tmp_path: Path) -> N
 
 def test_the_state_dir_setting_places_the_keys_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        ["make", "-n", "api-keys"],
+        ["make", "--no-print-directory", "-n", "api-keys"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -68,7 +68,14 @@ def test_canary_percentage_out_of_range_is_refused_before_anything_runs() -> Non
 )
 def test_make_deploy_local_runs_a_canary_when_asked(variables: list[str], command: str) -> None:
     done = subprocess.run(
-        ["make", "-n", "deploy-local", "IMAGE=inference-service:t", *variables],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "deploy-local",
+            "IMAGE=inference-service:t",
+            *variables,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

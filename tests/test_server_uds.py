@@ -89,5 +89,8 @@ def test_a_socket_in_a_missing_directory_is_refused_naming_the_setting(
 ) -> None:
     done = serve_once(tmp_path / "missing" / "server.sock", trained)
     assert done.returncode != 0
-    assert f"INFERENCE_UDS='{tmp_path}/missing/server.sock'" in done.stderr
+    assert (
+        "INFERENCE_UDS must be a path in an existing directory, "
+        f"got '{tmp_path}/missing/server.sock'" in done.stderr
+    )
     assert "does not exist" in done.stderr

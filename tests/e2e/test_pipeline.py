@@ -218,7 +218,12 @@ def _pipeline(host: Host, tmp_path: Path, **settings: str) -> tuple[int, str, li
     summary = tmp_path / "pipeline-summary.tsv"
     env = {**_env(host), "PIPELINE_SUMMARY": str(summary), **settings}
     proc = subprocess.run(
-        ["make", "pipeline"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        ["make", "--no-print-directory", "pipeline"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     rows = [line.split("\t") for line in summary.read_text().splitlines()]
     return proc.returncode, proc.stdout + proc.stderr, rows
