@@ -24,7 +24,7 @@ class Settings:
     workers: int = 1
     """Worker processes. One worker uses about one core."""
     threads: int = 0
-    """Python threads per worker; 0: 2 x cores + 1 (see server.threads)."""
+    """Python threads per worker; 0: 128 (see server.threads: slow clients each hold one)."""
     share_port: bool = False
     """Let a second server bind the same port (granian's SO_REUSEPORT); off: refuse a busy port."""
     model_dir: Path = Path("models")

@@ -261,15 +261,26 @@ def logging_dictconfig(settings: Settings) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "formatter": "default",
         "stream": "ext://sys.stderr",
+        "filters": ["sized_on_purpose"],
     }
     logger = {"handlers": ["console"], "level": settings.log_level.upper(), "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"sized_on_purpose": {"()": f"{__name__}.ThreadPoolNotice"}},
         "handlers": {"console": handler},
         "loggers": {"_granian": logger, "granian.access": logger},
     }
+
+
+class ThreadPoolNotice(logging.Filter):
+    """Drops granian's start-up warning that the thread pool outnumbers the cores: the pool is
+    sized for clients that hold a thread while their body arrives, not for CPU work (see
+    server.threads), so the warning would ask users to act on nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Configuration allows spawning up to")
 
 
 def configure_logging(settings: Settings) -> None:

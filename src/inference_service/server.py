@@ -69,14 +69,20 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def threads(settings: Settings) -> int:
-    """Python threads per worker: INFERENCE_THREADS, or 2 x cores + 1.
+# A WSGI request holds its thread while its body arrives, so the pool, not the CPU, decides how
+# many slow or stalled clients a worker rides out (the hostile-input tests stall 64 at once).
+# Idle threads cost little: granian starts them on demand and stops them after 30 s idle.
+DEFAULT_THREADS = 128
 
-    A request's work is CPU-bound under one interpreter lock, so threads beyond a few only add
-    switching; a few let one thread parse or answer while another waits on a slow client.
-    granian's WSGI default (512) is what its own start-up warning calls too many.
+
+def threads(settings: Settings) -> int:
+    """Python threads per worker: INFERENCE_THREADS, or DEFAULT_THREADS.
+
+    The work itself is CPU-bound under one interpreter lock, so more threads do not make a
+    worker faster; they keep slow clients from blocking fast ones. Behind the deployed nginx,
+    which buffers request bodies, a thread never waits on a client at all.
     """
-    return settings.threads or 2 * (os.cpu_count() or 1) + 1
+    return settings.threads or DEFAULT_THREADS
 
 
 def claim_port(host: str, port: int) -> None:
