@@ -78,8 +78,11 @@ def check(base: str, key: str | None) -> list[str]:
     """Check every model a ready service serves; returns `name version` for each."""
     status, ready = _call("GET", f"{base}/readyz", None, None)
     _expect(status == 200, f"not ready: HTTP {status} {ready}")
+    models = ready.get("models")
+    if not isinstance(models, dict) or not models:
+        raise SmokeFailure(f"/readyz lists no models ({ready}); nothing was checked")
     default = ready.get("model")
-    return [check_model(base, name, key, default=default) for name in ready.get("models", {})]
+    return [check_model(base, name, key, default=default) for name in models]
 
 
 def check_model(base: str, name: str, key: str | None, default: Any = None) -> str:

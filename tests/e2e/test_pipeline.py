@@ -53,6 +53,18 @@ def _substitute(text: str, context: dict[str, str]) -> str:
     return EXPRESSION.sub(value, text)
 
 
+def _context(commit: str, url: str) -> dict[str, str]:
+    """The expressions deploy.yml uses, for a push whose CI run passed on `commit`."""
+    return {
+        "github.sha": commit,
+        "github.event.workflow_run.head_sha || github.sha": commit,
+        "env.DEPLOY_SHA": commit,
+        "vars.INFERENCE_URL": url,
+        "vars.INFERENCE_CANARY_PERCENT": "",
+        "secrets.INFERENCE_API_KEYS": "",
+    }
+
+
 def _condition(expression: str, job_failed: bool, outcomes: dict[str, str]) -> bool:
     """The subset of the expression language deploy.yml uses in `if:`."""
     python = expression.replace("&&", " and ").replace("||", " or ")
@@ -171,13 +183,14 @@ def _report(results: list[Step]) -> str:
 
 
 def test_deploy_workflow_steps_as_written_deploy_the_pushed_commit(host: Host, commit: str) -> None:
-    context = {"github.sha": commit, "vars.INFERENCE_URL": f"{host.url}/inference"}
+    context = _context(commit, f"{host.url}/inference")
     results = run_deploy_workflow(_env(host), context)
     report = _report(results)
 
     assert [r.job for r in results if r.outcome != "skipped"] == [
         "install",
         "build",
+        "deploy",  # the API keys from the environment secret
         "deploy",
         "test",
         "test",
@@ -197,7 +210,7 @@ def test_deploy_workflow_rolls_back_and_stays_red_when_the_smoke_test_fails(
 ) -> None:
     before = host.deploy("up", image)
     assert before.returncode == 0, before.stderr
-    context = {"github.sha": commit, "vars.INFERENCE_URL": wrong_url}
+    context = _context(commit, wrong_url)
     results = run_deploy_workflow(_env(host), context)
     report = _report(results)
 
@@ -238,6 +251,7 @@ def test_make_pipeline_runs_green_end_to_end(host: Host, commit: str, tmp_path: 
         "install": "ok",
         "test": "skipped",
         "build": "ok",
+        "api-keys": "ok",
         "deploy": "ok",
         "smoke-public": "ok",
         "smoke-local": "ok",
