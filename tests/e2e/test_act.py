@@ -140,7 +140,9 @@ def head_image(engine: None) -> Iterator[str]:
 
 
 def pipeline_act(host: Host, **settings: str) -> tuple[int, str]:
-    env = {**host.env, "CI": os.environ.get("CI", ""), **settings}
+    # This machine's environment (CA bundle, proxies for PyPI) with the private host's settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    env |= {**host.env, **settings}
     env.pop("API_KEYS", None)
     act_command()  # skip (or fail in CI) without uv
     done = subprocess.run(
