@@ -9,9 +9,10 @@ debootstrap base image of scripts/docker-engine.sh; apt inside reaches Debian's 
 What differs from Ubuntu 24.04 on Azure, and why:
 - Debian 12 instead of Ubuntu 24.04: no Ubuntu image can be built here. Debian 12 has no
   `docker-buildx` package, so that one entry is removed from the package list before the boot.
-- A container with every capability (but CAP_SYS_RESOURCE, which this host cannot grant) instead
-  of a VM, so systemd can run; Docker's data directory is a volume so that dockerd inside can use
-  overlayfs.
+- A privileged container instead of a VM, so systemd can run (on this test host, whose bounding
+  set lacks CAP_SYS_RESOURCE and so refuses --privileged: every other capability, no seccomp or
+  AppArmor filter, the cgroup tree writable); Docker's data directory is a volume so that dockerd
+  inside can use overlayfs.
 - NoCloud instead of the Azure datasource: same cloud-config, different transport.
 - github.com resolves to 127.0.0.1 inside, so the runner download fails at once, as it would on a
   VM without a route to GitHub (the runner's registration cannot run without GitHub).
@@ -45,12 +46,23 @@ RUNNER_ENV = "/home/deploy/actions-runner/.env"
 BOOT_TIMEOUT = 420
 # Not in Debian 12 (Ubuntu 24.04 has it).
 NOT_IN_DEBIAN = {"docker-buildx"}
-VM_FLAGS = [
+COMMON_FLAGS = [
     "--hostname",
     "vm-inference",
-    # What --privileged gives, minus CAP_SYS_RESOURCE, which this test host's bounding set lacks
-    # (so --privileged itself is refused here): systemd needs the capabilities, no seccomp or
-    # AppArmor filter, and a writable cgroup tree for its units.
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    # No route to GitHub: the runner download fails at once.
+    "--add-host",
+    "github.com:127.0.0.1",
+]
+# systemd needs what --privileged gives, and its own writable cgroup tree.
+PRIVILEGED_FLAGS = ["--privileged", "--cgroupns=private"]
+# Where --privileged is refused because this host's bounding set lacks a capability (here
+# CAP_SYS_RESOURCE): every other capability, no seccomp or AppArmor filter, and the (cgroup v1)
+# tree writable.
+RESTRICTED_HOST_FLAGS = [
     "--cap-add",
     "ALL",
     "--cap-drop",
@@ -61,14 +73,24 @@ VM_FLAGS = [
     "apparmor=unconfined",
     "--volume",
     "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    # No route to GitHub: the runner download fails at once.
-    "--add-host",
-    "github.com:127.0.0.1",
 ]
+
+
+def host_grants_every_capability() -> bool:
+    """Whether this process's bounding set holds every capability the kernel knows, which
+    `docker run --privileged` gives the container."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+            return all(bounding >> cap & 1 for cap in range(last + 1))
+    return False
+
+
+def vm_flags() -> list[str]:
+    return COMMON_FLAGS + (
+        PRIVILEGED_FLAGS if host_grants_every_capability() else RESTRICTED_HOST_FLAGS
+    )
 
 
 def render_user_data(tmp_path: Path) -> str:
@@ -159,7 +181,7 @@ def vm(vm_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vm]:
             "--detach",
             "--name",
             name,
-            *VM_FLAGS,
+            *vm_flags(),
             "--volume",
             f"{volume}:/var/lib/docker",
             "--volume",
