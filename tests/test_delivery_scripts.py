@@ -88,28 +88,55 @@ def test_a_secret_with_separators_only_is_refused(tmp_path: Path) -> None:
     assert target.read_text().splitlines() == [KEYS[0]], "the old keys stay"
 
 
-def test_deploy_and_smoke_read_the_keys_file_when_it_exists(tmp_path: Path) -> None:
+def last_command(goal: str, target: Path) -> str:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
+def test_without_a_keys_file_deploy_and_smoke_set_no_keys(tmp_path: Path) -> None:
+    for goal in ("deploy-local", "smoke"):
+        assert "INFERENCE_API_KEYS" not in last_command(goal, tmp_path / "api-keys")
+
+
+def test_smoke_reads_the_keys_file(tmp_path: Path) -> None:
     target = tmp_path / "api-keys"
-    for goal in ("deploy-local", "smoke"):
-        command = subprocess.run(
-            ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.splitlines()[-1]
-        assert "INFERENCE_API_KEYS" not in command, "no file, no keys setting"
     assert api_keys(target, KEYS[0]).returncode == 0
-    for goal in ("deploy-local", "smoke"):
-        command = subprocess.run(
-            ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.splitlines()[-1]
-        assert command.startswith(f"INFERENCE_API_KEYS={target} "), command
-        assert KEYS[0] not in command, "the path, never the key, is on the command line"
+    command = last_command("smoke", target)
+    assert command.startswith(f"INFERENCE_API_KEYS={target} "), command
+
+
+def test_deploy_local_hands_the_keys_over_in_the_environment_only(tmp_path: Path) -> None:
+    """The deploy tool passes INFERENCE_API_KEYS to the container by name; the value is in no
+    command line make prints or the process list shows."""
+    target = tmp_path / "api-keys"
+    assert api_keys(target, ",".join(KEYS)).returncode == 0
+    command = last_command("deploy-local", target)
+    assert all(key not in command for key in KEYS), command
+    # The recipe as make runs it, with a stand-in CLI that prints what it was given.
+    probe = tmp_path / "cli"
+    probe.write_text('#!/bin/sh\necho "args: $*"\necho "keys: $INFERENCE_API_KEYS"\n')
+    probe.chmod(0o755)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "deploy-local", f"API_KEYS_FILE={target}", f"CLI={probe}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"keys: {','.join(KEYS)}" in lines
+    args = next(line for line in lines if line.startswith("args: "))
+    assert args.startswith("args: deploy up ") and all(key not in args for key in KEYS)
+    echoed = [line for line in lines if str(probe) in line]
+    assert echoed and all(key not in line for line in echoed for key in KEYS)
 
 
 def test_the_state_dir_setting_places_the_keys_file(tmp_path: Path) -> None:

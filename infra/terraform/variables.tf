@@ -215,7 +215,7 @@ variable "runner_registration_token" {
   }
 
   validation {
-    condition     = var.scale_set.enabled || var.runner_registration_token != null
+    condition     = var.scale_set.enabled || var.runner_registration_token != null # pragma: allowlist secret
     error_message = "runner_registration_token is required for the single VM (scale_set.enabled = false): gh api -X POST repos/OWNER/REPO/actions/runners/registration-token --jq .token"
   }
 }

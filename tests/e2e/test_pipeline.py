@@ -1,8 +1,9 @@
 """The deploy workflow's own `run:` steps, and `make pipeline`, against a private Docker host.
 
 Each test gets its own nginx, proxy port, state dir and container prefix (the `host` fixture), so
-nothing here touches port 6666 or /etc/nginx. `${{ github.sha }}` becomes a unique tag per test and
-`${{ vars.INFERENCE_URL }}` the private proxy's URL (or a server that answers wrongly).
+nothing here touches port 6666 or /etc/nginx. The workflow's expressions are evaluated for a green
+CI run (workflow_run) whose head_sha is a unique tag per test, with `vars.INFERENCE_URL` the private
+proxy's URL (or a server that answers wrongly).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from inference_service.smoke import ORIGINAL_PAYLOAD
 from tests.conftest import original_labels
 from tests.e2e.conftest import ROOT, Host, docker, get_json, record
+from tests.github_expressions import condition, evaluate, text
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -44,37 +46,34 @@ class Step:
     output: str
 
 
-def _substitute(text: str, context: dict[str, str]) -> str:
-    def value(match: re.Match[str]) -> str:
-        expression = match[1]
-        assert expression in context, f"the test does not know ${{{{ {expression} }}}}"
-        return context[expression]
-
-    return EXPRESSION.sub(value, text)
+def _substitute(value: str, context: dict[str, Any]) -> str:
+    """Each `${{ expr }}` replaced by its value as the runner writes it (null becomes "")."""
+    return EXPRESSION.sub(lambda m: text(evaluate(m[1], context)), value)
 
 
-def _context(commit: str, url: str) -> dict[str, str]:
-    """The expressions deploy.yml uses, for a push whose CI run passed on `commit`."""
-    return {
-        "github.sha": commit,
-        "github.event.workflow_run.head_sha || github.sha": commit,
-        "env.DEPLOY_SHA": commit,
-        "vars.INFERENCE_URL": url,
-        "vars.INFERENCE_CANARY_PERCENT": "",
-        "secrets.INFERENCE_API_KEYS": "",
+def workflow_run_context(head_sha: str, url: str) -> dict[str, Any]:
+    """A green CI run on a push to main, as the workflow_run event that starts deploy.yml.
+
+    `github.sha` is some later head of main: the deploy must use the commit CI tested.
+    """
+    repository = "example-org/inference-service"
+    run = {
+        "conclusion": "success",
+        "event": "push",
+        "head_branch": "main",
+        "head_sha": head_sha,
+        "head_repository": {"full_name": repository},
     }
+    github = {
+        "event_name": "workflow_run",
+        "repository": repository,
+        "sha": "f" * 40,
+        "event": {"workflow_run": run},
+    }
+    return {"github": github, "vars": {"INFERENCE_URL": url}, "inputs": {}, "secrets": {}}
 
 
-def _condition(expression: str, job_failed: bool, outcomes: dict[str, str]) -> bool:
-    """The subset of the expression language deploy.yml uses in `if:`."""
-    python = expression.replace("&&", " and ").replace("||", " or ")
-    python = python.replace("failure()", str(job_failed))
-    python = re.sub(r"steps\.([\w-]+)\.outcome", lambda m: repr(outcomes.get(m[1], "")), python)
-    assert re.fullmatch(r"[\s\w()'=!]*", python), f"unsupported condition {expression!r}"
-    return bool(eval(python, {"__builtins__": {}}))  # checked above: literals and operators only
-
-
-def run_deploy_workflow(env: dict[str, str], context: dict[str, str]) -> list[Step]:
+def run_deploy_workflow(env: dict[str, str], context: dict[str, Any]) -> list[Step]:
     """The four jobs' `run:` steps in order, with the workflow's `needs`, `if` and `env` rules."""
     doc = yaml.safe_load(WORKFLOW.read_text())
     jobs: dict[str, dict[str, Any]] = doc["jobs"]
@@ -89,6 +88,10 @@ def run_deploy_workflow(env: dict[str, str], context: dict[str, str]) -> list[St
             done[job_id] = False
             results.append(Step(job_id, "(job)", "skipped", 0.0, ""))
             continue
+        if not condition(job.get("if"), context):
+            done[job_id] = False
+            results.append(Step(job_id, "(job)", "skipped", 0.0, ""))
+            continue
         job_env = {k: _substitute(str(v), context) for k, v in (job.get("env") or {}).items()}
         failed = False
         outcomes: dict[str, str] = {}
@@ -96,14 +99,21 @@ def run_deploy_workflow(env: dict[str, str], context: dict[str, str]) -> list[St
             if "run" not in step:
                 continue  # actions/checkout: the tests already run in the checkout
             name = step.get("name", step["run"])
-            condition = step.get("if")
-            should_run = _condition(condition, failed, outcomes) if condition else not failed
+            step_context = {
+                **context,
+                "steps": {k: {"outcome": v} for k, v in outcomes.items()},
+                "env": {**workflow_env, **job_env},
+            }
+            status = "failure" if failed else "success"
+            should_run = condition(step.get("if"), step_context, job_status=status)
             if not should_run:
                 outcomes[step.get("id", str(index))] = "skipped"
                 results.append(Step(job_id, name, "skipped", 0.0, ""))
                 continue
-            script = _substitute(step["run"], context)
-            step_env = {k: _substitute(str(v), context) for k, v in (step.get("env") or {}).items()}
+            script = _substitute(step["run"], step_context)
+            step_env = {
+                k: _substitute(str(v), step_context) for k, v in (step.get("env") or {}).items()
+            }
             start = time.monotonic()
             proc = subprocess.run(
                 [*BASH, script],
@@ -183,14 +193,14 @@ def _report(results: list[Step]) -> str:
 
 
 def test_deploy_workflow_steps_as_written_deploy_the_pushed_commit(host: Host, commit: str) -> None:
-    context = _context(commit, f"{host.url}/inference")
+    context = workflow_run_context(commit, f"{host.url}/inference")
     results = run_deploy_workflow(_env(host), context)
     report = _report(results)
 
     assert [r.job for r in results if r.outcome != "skipped"] == [
         "install",
         "build",
-        "deploy",  # the API keys from the environment secret
+        "deploy",
         "deploy",
         "test",
         "test",
@@ -210,7 +220,7 @@ def test_deploy_workflow_rolls_back_and_stays_red_when_the_smoke_test_fails(
 ) -> None:
     before = host.deploy("up", image)
     assert before.returncode == 0, before.stderr
-    context = _context(commit, wrong_url)
+    context = workflow_run_context(commit, wrong_url)
     results = run_deploy_workflow(_env(host), context)
     report = _report(results)
 
@@ -251,7 +261,7 @@ def test_make_pipeline_runs_green_end_to_end(host: Host, commit: str, tmp_path: 
         "install": "ok",
         "test": "skipped",
         "build": "ok",
-        "api-keys": "ok",
+        "api-keys": "ok",  # pragma: allowlist secret
         "deploy": "ok",
         "smoke-public": "ok",
         "smoke-local": "ok",
