@@ -62,7 +62,11 @@ $cli deploy install 2>/dev/null
 $cli deploy up "$image" 2>/dev/null
 
 .venv/bin/python -c 'import json; from inference_service.smoke import ORIGINAL_PAYLOAD as p; print(json.dumps(p))' >"$root/body.json"
-.venv/bin/python -c 'import json; from inference_service.smoke import ORIGINAL_LABELS as l; print(json.dumps(l, separators=(",", ":")), end="")' >"$root/expect.txt"
+# The answer the deployed image gives: ask the live release itself, once, before the load.
+curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$root/body.json" \
+    "http://127.0.0.1:$port/inference" \
+    | .venv/bin/python -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["predictions"], separators=(",", ":")), end="")' \
+    >"$root/expect.txt"
 bench() {  # URL SECONDS -> the BENCH line of bench/post.lua (requests, errors, non-2xx, latency)
     BENCH_BODY="$root/body.json" BENCH_EXPECT="$root/expect.txt" \
         wrk -t2 -c8 -d"$2"s --timeout 10s -s bench/post.lua "$1/inference" | sed -n 's/^BENCH //p'
