@@ -30,11 +30,17 @@ RUN UV_PROJECT_ENVIRONMENT=/opt/train uv sync --frozen --no-dev --extra train --
 
 FROM build AS model
 ARG GIT_COMMIT=unknown
+# Non-empty: promote models that the champion check refuses, with this reason in their cards.
+ARG PROMOTE_REASON=
 COPY README.md ./
 COPY src ./src
 COPY data/input/train ./data/input/train
+# The live release's models (scripts/build-image.sh copies them from CHAMPION_IMAGE; empty when
+# there is none): a new version worse than the live one beyond its spec's tolerance stops the build.
+COPY build/champion/ /app/models/
 RUN UV_PROJECT_ENVIRONMENT=/opt/train uv sync --frozen --no-dev --extra train \
-    && GIT_COMMIT="${GIT_COMMIT}" /opt/train/bin/inference-service train --all --model-dir /app/models
+    && GIT_COMMIT="${GIT_COMMIT}" /opt/train/bin/inference-service train --all --model-dir /app/models \
+        ${PROMOTE_REASON:+--force --reason "${PROMOTE_REASON}"}
 
 FROM model AS serving
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

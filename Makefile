@@ -65,8 +65,11 @@ smoke: $(VENV)/.synced ## check a running service end to end (URL=...; uses API_
 	$(KEYS_ENV) $(CLI) smoke $(URL)
 
 .PHONY: image
-image: $(VENV)/.synced ## build the container image, tagged with the git sha and latest
-	scripts/build-image.sh $(IMAGE)
+# The live release's image, whose models a new build must not be worse than (the champion check).
+CHAMPION_IMAGE ?= $(shell $(CLI) deploy status 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["current"]["image"])' 2>/dev/null)
+
+image: $(VENV)/.synced ## build the image (champion: CHAMPION_IMAGE, the live release; PROMOTE_REASON=... overrides a refusal)
+	CHAMPION_IMAGE="$(CHAMPION_IMAGE)" scripts/build-image.sh $(IMAGE)
 
 .PHONY: host-install
 host-install: $(VENV)/.synced ## make sure Docker, nginx and the proxy config are present (idempotent)

@@ -26,7 +26,22 @@ if [[ -z "${DOCKER_BUILDKIT:-}" ]] && ! docker buildx version >/dev/null 2>&1; t
     export DOCKER_BUILDKIT=0
 fi
 
-args=(--build-arg "GIT_COMMIT=$commit")
+args=(--build-arg "GIT_COMMIT=$commit" --build-arg "PROMOTE_REASON=${PROMOTE_REASON:-}")
+
+# The champion: the models of the live release (CHAMPION_IMAGE), which every new version is
+# compared with during training. A refused candidate fails the build; PROMOTE_REASON overrides.
+champion=build/champion
+rm -rf "$champion" && mkdir -p "$champion"
+if [[ -n "${CHAMPION_IMAGE:-}" ]]; then
+    if ! docker image inspect "$CHAMPION_IMAGE" >/dev/null 2>&1; then
+        echo "CHAMPION_IMAGE=$CHAMPION_IMAGE is not on this host" >&2
+        exit 1
+    fi
+    holder="$(docker create "$CHAMPION_IMAGE")"
+    docker cp "$holder:/app/models/." "$champion/"
+    docker rm "$holder" >/dev/null
+    echo "champion: the models of $CHAMPION_IMAGE ($(ls "$champion" | tr '\n' ' '))"
+fi
 cache=()
 [[ "${NO_CACHE:-0}" == 1 ]] && cache=(--no-cache)  # the first pass only; the second reuses it
 start=$SECONDS

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from inference_service.smoke import ORIGINAL_PAYLOAD
 from tests.conftest import original_labels
-from tests.e2e.conftest import docker, free_port, get_json
+from tests.e2e.conftest import ROOT, docker, free_port, get_json
 
 pytestmark = pytest.mark.docker
 
@@ -94,3 +98,52 @@ def test_training_libraries_are_not_in_the_image(container: tuple[str, int]) -> 
     for tool in ("pip", "pip3", "gcc", "cc", "curl"):
         found = docker("exec", container[0], "sh", "-c", f"command -v {tool}", check=False)
         assert found.returncode != 0, f"{tool} is in the image"
+
+
+def _build_worse_iris(image: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The build script on a copy of this tree whose iris spec trains a one-split tree (gates
+    lowered so that only the champion check can refuse it), with the image as the champion."""
+    tree = tmp_path / "tree"
+    tree.mkdir(parents=True)
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy2(ROOT / name, tree / name)
+    for name in ("src", "scripts", "data"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = tree / "data/input/train/iris.toml"
+    worse = spec.read_text().replace("min_accuracy = 0.90", "min_accuracy = 0.5")
+    spec.write_text(worse.replace('criterion = "gini"', 'criterion = "gini"\nmax_depth = 1'))
+    return subprocess.run(
+        [str(tree / "scripts/build-image.sh"), f"{image}-challenger"],
+        cwd=tree,
+        env={**os.environ, "CHAMPION_IMAGE": image, **env},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def test_a_build_worse_than_the_live_models_fails_and_a_reason_forces_it(
+    image: str, tmp_path: Path
+) -> None:
+    refused = _build_worse_iris(image, tmp_path / "refused")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0, output[-3000:]
+    assert "iris" in output and "is not promoted: held_out accuracy" in output, output[-3000:]
+    forced = _build_worse_iris(image, tmp_path / "forced", PROMOTE_REASON="rollback drill")
+    assert forced.returncode == 0, (forced.stdout + forced.stderr)[-3000:]
+    try:
+        card = json.loads(
+            docker(
+                "run",
+                "--rm",
+                "--entrypoint",
+                "/bin/sh",
+                f"{image}-challenger",
+                "-c",
+                'cat "/app/models/iris/$(cat /app/models/iris/current)/model.json"',
+            ).stdout  # fmt: skip
+        )
+        assert card["promotion"]["decision"] == "forced"
+        assert card["promotion"]["forced_because"] == "rollback drill"
+    finally:
+        docker("rmi", f"{image}-challenger", check=False)
