@@ -179,3 +179,9 @@ def test_empty_model_dir_is_not_ready(tmp_path: Path) -> None:
     client = create_app(Settings(model_dir=tmp_path)).test_client()
     assert client.get("/readyz").status_code == 503
     assert client.get("/v2/health/ready").status_code == 503
+
+
+def test_get_on_the_v1_predict_path_is_405_not_an_unknown_model(client: FlaskClient) -> None:
+    response = client.get("/v1/models/iris:predict")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"

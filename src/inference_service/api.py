@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from inference_service import __version__, protocol
 from inference_service.config import Settings, parse_bool
@@ -180,6 +180,8 @@ def model_card() -> Response:
 
 @bp.get("/v1/models/<name>")
 def v1_model(name: str) -> Response:
+    if name.endswith(":predict"):  # the GET rule also matches the predict path
+        raise MethodNotAllowed(valid_methods=["POST"])
     slot = live().repository.get(name)
     return json_response({"name": name, "ready": slot.model is not None})
 
@@ -258,34 +260,7 @@ def v2_ready() -> Response:
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def v2_model(name: str, version: str | None = None) -> Response:
-    return json_response(v2_metadata(_named(request.environ, name, version)))
-
-
-def v2_metadata(model: Model) -> dict[str, Any]:
-    """V2 model metadata, from the signature; the card's key fields go in `parameters`."""
-    sig, card = model.signature, model.card
-    outputs = [
-        {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(sig.labels)]},
-    ]
-    if not sig.is_classifier:
-        outputs = [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
-    return {
-        "name": model.name,
-        "versions": [model.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, sig.width]}],
-        "outputs": outputs,
-        "parameters": {
-            "version": model.version,
-            "task": sig.task,
-            "trained_at": card["created_at"],
-            "data_sha256": card["data_sha256"],
-            "features": list(sig.feature_names),
-            "labels": list(sig.labels),
-            "metrics": {k: v for k, v in card["metrics"].items() if k != "confusion_matrix"},
-        },
-    }
+    return json_response(protocol.v2_metadata(_named(request.environ, name, version)))
 
 
 @bp.get("/v2/models/<name>/ready")

@@ -25,7 +25,6 @@ import msgspec
 from flask import Blueprint, Flask, Response, current_app, send_from_directory
 
 from inference_service import __version__, protocol
-from inference_service.api import v2_metadata
 from inference_service.config import Settings
 from inference_service.errors import InferenceError
 from inference_service.model import Model
@@ -597,7 +596,7 @@ class ModelDoc:
             "200": _ok(
                 "Tensors, versions and the model card's key fields.",
                 ref("V2ModelMetadata"),
-                {"metadata": _example(v2_metadata(self.model), f"The metadata of {n}")},
+                {"metadata": _example(protocol.v2_metadata(self.model), f"The metadata of {n}")},
             )
         }
         extra: dict[str, Any] = {}

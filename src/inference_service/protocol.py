@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference_service.errors import InvalidInput, PayloadTooLarge
-from inference_service.model import Prediction
+from inference_service.model import Model, Prediction
 from inference_service.signature import LABEL, PROBABILITIES, Signature
 
 _RECORDS = msgspec.json.Decoder(list[dict[str, float]] | dict[str, float])
@@ -436,6 +436,33 @@ def _binary_values(
         return values
     wide: npt.NDArray[Any] = values.astype(np.float64)
     return wide
+
+
+def v2_metadata(model: Model) -> dict[str, Any]:
+    """V2 model metadata, from the signature; the card's key fields go in `parameters`."""
+    sig, card = model.signature, model.card
+    outputs = [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(sig.labels)]},
+    ]
+    if not sig.is_classifier:
+        outputs = [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, sig.width]}],
+        "outputs": outputs,
+        "parameters": {
+            "version": model.version,
+            "task": sig.task,
+            "trained_at": card["created_at"],
+            "data_sha256": card["data_sha256"],
+            "features": list(sig.feature_names),
+            "labels": list(sig.labels),
+            "metrics": {k: v for k, v in card["metrics"].items() if k != "confusion_matrix"},
+        },
+    }
 
 
 def v2_response(
