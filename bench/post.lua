@@ -12,6 +12,12 @@ end
 wrk.method = "POST"
 wrk.body = slurp(os.getenv("BENCH_BODY"))
 wrk.headers["Content-Type"] = "application/json"
+-- BENCH_HEADER_LENGTH: a V2 request with binary tensor data after a JSON header of that length.
+local header_length = os.getenv("BENCH_HEADER_LENGTH")
+if header_length and header_length ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+end
 
 local expect = slurp(os.getenv("BENCH_EXPECT"))
 mismatches = 0
