@@ -90,7 +90,7 @@ def test_a_secret_with_separators_only_is_refused(tmp_path: Path) -> None:
 
 def last_command(goal: str, target: Path) -> str:
     done = subprocess.run(
-        ["make", "-n", goal, f"API_KEYS_FILE={target}"],
+        ["make", "--no-print-directory", "-n", goal, f"API_KEYS_FILE={target}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -141,7 +141,7 @@ def test_deploy_local_hands_the_keys_over_in_the_environment_only(tmp_path: Path
 
 def test_the_state_dir_setting_places_the_keys_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        ["make", "-n", "api-keys"],
+        ["make", "--no-print-directory", "-n", "api-keys"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -369,7 +369,7 @@ def test_make_accepts_every_run_step_as_written(canary: str) -> None:
         script = step.get("run", "")
         if not script.startswith("make "):
             continue
-        dry = "make -n " + EXPRESSION.sub("0123abcd", script)[len("make ") :]
+        dry = "make --no-print-directory -n " + EXPRESSION.sub("0123abcd", script)[len("make ") :]
         done = subprocess.run(
             ["bash", "-eo", "pipefail", "-c", dry],
             cwd=ROOT,
@@ -428,7 +428,7 @@ def test_canary_percent_comes_from_the_repository_variable(
 )
 def test_deploy_local_passes_a_canary_percentage(canary: str, flag: str | None) -> None:
     done = subprocess.run(
-        ["make", "-n", "deploy-local", f"CANARY={canary}"],
+        ["make", "--no-print-directory", "-n", "deploy-local", f"CANARY={canary}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -446,7 +446,7 @@ def test_deploy_local_passes_a_canary_percentage(canary: str, flag: str | None) 
 @pytest.mark.parametrize("canary", ["100", "-5", "ten", "5;reboot", "1 2", "2.5"])
 def test_deploy_local_refuses_a_canary_that_is_not_a_percentage(canary: str) -> None:
     done = subprocess.run(
-        ["make", "-n", "deploy-local", f"CANARY={canary}"],
+        ["make", "--no-print-directory", "-n", "deploy-local", f"CANARY={canary}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -546,7 +546,11 @@ def test_aks_delivery_undoes_a_failed_rollout() -> None:
 
 def make_dry_run(*args: str) -> str:
     done = subprocess.run(
-        ["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
