@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 AKS_COMMAND = ROOT / "scripts/aks-command.py"
@@ -242,3 +243,22 @@ def test_a_missing_file_is_refused_before_calling_az(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--file missing.yaml: no such file" in done.stderr
     assert not (tmp_path / "args.json").exists()
+
+
+def test_aks_manifest_renders_the_prod_overlay_into_the_file_the_cluster_gets(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "aks-manifest", f"AKS_MANIFEST_DIR={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    documents = list(yaml.safe_load_all((tmp_path / "inference-service.yaml").read_text()))
+    kinds = {d["kind"] for d in documents}
+    assert {"Namespace", "Deployment", "Service", "Ingress", "NetworkPolicy"} <= kinds
+    ingress = next(d for d in documents if d["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "webapprouting.kubernetes.azure.com"
+    assert all(d["metadata"].get("labels", {}).get("environment") == "prod" for d in documents)

@@ -369,7 +369,7 @@ def test_make_accepts_every_run_step_as_written(canary: str) -> None:
         script = step.get("run", "")
         if not script.startswith("make "):
             continue
-        dry = "make -n " + EXPRESSION.sub("0123abcd", script)[len("make ") :]
+        dry = "make --no-print-directory -n " + EXPRESSION.sub("0123abcd", script)[len("make ") :]
         done = subprocess.run(
             ["bash", "-eo", "pipefail", "-c", dry],
             cwd=ROOT,
