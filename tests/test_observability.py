@@ -115,7 +115,7 @@ def test_access_log_can_be_switched_off(trained: Path) -> None:
 
 
 def test_json_formatter_writes_one_object_per_line() -> None:
-    from inference_service.observability import JsonFormatter
+    from inference_service.logs import JsonFormatter
 
     record = logging.LogRecord(
         "inference_service.app", logging.ERROR, "", 0, "a\nb %s", ("c",), None

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from inference_service import api, observability, openapi
+from inference_service import api, logs, observability, openapi
 from inference_service.config import Settings
 from inference_service.repository import Repository
 
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     its `current`; the other models serve meanwhile.
     """
     settings = settings or Settings.from_env()
-    observability.configure_logging(settings)
+    logs.configure_logging(settings)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -21,7 +21,6 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,6 +37,7 @@ from prometheus_client import (
 
 from inference_service.config import Settings
 from inference_service.drift import DEFAULT_MIN_ROWS, DriftMetrics
+from inference_service.logs import iso
 from inference_service.model import Model
 
 if TYPE_CHECKING:
@@ -137,9 +137,9 @@ class Metrics:
 
     def model_loaded(self, model: Model, previous: Model | None = None) -> None:
         if previous is not None:
-            stamp = _iso(previous.loaded_at)
+            stamp = iso(previous.loaded_at)
             self.model_info.labels(previous.name, previous.version, stamp).set(0)
-        self.model_info.labels(model.name, model.version, _iso(model.loaded_at)).set(1)
+        self.model_info.labels(model.name, model.version, iso(model.loaded_at)).set(1)
 
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -165,7 +165,7 @@ class AccessLog:
         atexit.register(self.flush)
 
     def write(self, fields: dict[str, Any]) -> None:
-        line = {"time": _iso(time.time()), "level": "info", "logger": ACCESS_LOGGER}
+        line = {"time": iso(time.time()), "level": "info", "logger": ACCESS_LOGGER}
         line["message"] = "request"
         line.update(fields)
         self._lines.append(_encode(line) + b"\n")
@@ -250,67 +250,6 @@ class Observe:
         return body
 
 
-def logging_dictconfig(settings: Settings) -> dict[str, Any]:
-    """The server's own log lines (granian's) in the same format and level as ours."""
-    formatter: dict[str, Any] = (
-        {"()": f"{__name__}.JsonFormatter"}
-        if settings.log_format == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    )
-    handler = {
-        "class": "logging.StreamHandler",
-        "formatter": "default",
-        "stream": "ext://sys.stderr",
-        "filters": ["sized_on_purpose"],
-    }
-    logger = {"handlers": ["console"], "level": settings.log_level.upper(), "propagate": False}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"default": formatter},
-        "filters": {"sized_on_purpose": {"()": f"{__name__}.ThreadPoolNotice"}},
-        "handlers": {"console": handler},
-        "loggers": {"_granian": logger, "granian.access": logger},
-    }
-
-
-class ThreadPoolNotice(logging.Filter):
-    """Drops granian's start-up warning that the thread pool outnumbers the cores: the pool is
-    sized for clients that hold a thread while their body arrives, not for CPU work (see
-    server.threads), so the warning would ask users to act on nothing."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Configuration allows spawning up to")
-
-
-def configure_logging(settings: Settings) -> None:
-    """Root logging once per process: JSON lines or plain text, at the configured level."""
-    root = logging.getLogger()
-    if getattr(root, "_inference_configured", False):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
-    root._inference_configured = True  # type: ignore[attr-defined]
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": _iso(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
-        return _encode(line).decode()
-
-
 class _TextAccessLog(AccessLog):
     """With text logs, access lines go through logging like everything else (slower)."""
 
@@ -346,7 +285,3 @@ def init_app(app: Flask, settings: Settings) -> Metrics:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     return metrics
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")

@@ -34,10 +34,10 @@ def serve(settings: Settings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="inference-metrics-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     # Only now: prometheus_client picks its multi-process mode when first imported, and workers
-    # forked from this process inherit the choice.
-    from inference_service import observability
+    # forked from this process inherit the choice (logs does not import it, but stays light).
+    from inference_service import logs
 
-    observability.configure_logging(settings)
+    logs.configure_logging(settings)
     keys = settings.keys()
     log.info("auth %s", f"on: {len(keys)} API key(s)" if keys else "off (INFERENCE_API_KEYS empty)")
     if not settings.uds and not settings.share_port:
@@ -57,7 +57,7 @@ def serve(settings: Settings) -> int:
         workers=settings.workers,
         blocking_threads=threads(settings),
         websockets=False,
-        log_dictconfig=observability.logging_dictconfig(settings),
+        log_dictconfig=logs.logging_dictconfig(settings),
         workers_kill_timeout=settings.drain_seconds,
         respawn_failed_workers=True,
         log_access=False,  # the app writes its own structured access log
