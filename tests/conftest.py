@@ -41,6 +41,23 @@ def train_model(name: str, root: Path, **changes: object) -> Path:
     return train(spec_for(name, **changes), Options(root=root))
 
 
+# A private nginx for tests: its own prefix, pid, logs and temp directories, conf.d included.
+NGINX_MAIN = """\
+worker_processes 2;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    include {root}/conf.d/*.conf;
+}}
+"""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Config comes from the environment, so no test may see another's (or the shell's)."""

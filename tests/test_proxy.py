@@ -22,7 +22,7 @@ from inference_service.deploy import engine, proxy
 from inference_service.deploy.proxy import write
 from inference_service.deploy.settings import DeploySettings
 from inference_service.smoke import ORIGINAL_PAYLOAD
-from tests.conftest import free_port
+from tests.conftest import NGINX_MAIN, free_port
 
 NOBODY = 65534
 
@@ -97,21 +97,6 @@ def test_a_user_owning_neither_file_nor_directory_is_refused(conf_dir: Path) -> 
 
 
 # --- The routing, with the real nginx and the real server on Unix sockets ---------------------
-
-NGINX_MAIN = """\
-worker_processes 2;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
-    include {root}/conf.d/*.conf;
-}}
-"""
 
 
 @dataclass

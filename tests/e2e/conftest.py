@@ -12,15 +12,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import NGINX_MAIN
 
 ROOT = Path(__file__).resolve().parents[2]
 # One tag per checkout: checkouts sharing a Docker engine must not build over each other's image.
@@ -163,22 +167,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-NGINX_MAIN = """\
-worker_processes 2;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
-    include {root}/conf.d/*.conf;
-}}
-"""
-
-
 @pytest.fixture
 def host(engine: None, tmp_path: Path) -> Iterator[Host]:
     if shutil.which("nginx") is None:
@@ -233,3 +221,38 @@ def get_json(url: str, payload: Any = None, timeout: float = 5) -> tuple[int, An
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+class WrongAnswers(BaseHTTPRequestHandler):
+    """A service that is up and ready but predicts the wrong species: smoke tests must fail."""
+
+    def do_GET(self) -> None:
+        self._send({"status": "ready", "model": {"name": "iris", "version": "wrong"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        rows = json.loads(self.rfile.read(length) or b"[]")
+        count = len(rows) if isinstance(rows, list) else 1
+        self._send({"predictions": ["setosa"] * count, "model": {"version": "wrong"}})
+
+    def _send(self, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def wrong_url() -> Iterator[str]:
+    """The URL of a service that answers, ready, with the wrong labels."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WrongAnswers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/inference"
+    server.shutdown()
+    server.server_close()

@@ -36,8 +36,8 @@ import pytest
 from inference_service.deploy import engine, proxy, tls
 from inference_service.deploy.settings import DeploySettings
 from inference_service.smoke import ORIGINAL_PAYLOAD
-from tests.conftest import free_port, original_labels
-from tests.e2e.conftest import NGINX_MAIN, record
+from tests.conftest import NGINX_MAIN, free_port, original_labels
+from tests.e2e.conftest import record
 
 pytestmark = pytest.mark.slow
 

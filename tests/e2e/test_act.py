@@ -12,10 +12,8 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ import pytest
 from inference_service.smoke import ORIGINAL_PAYLOAD
 from tests.conftest import original_labels
 from tests.e2e.conftest import ROOT, Host, docker, get_json, record
-from tests.e2e.test_pipeline import WrongAnswers
 
 pytestmark = [pytest.mark.slow]
 
@@ -115,16 +112,6 @@ def test_act_starts_the_deploy_for_a_green_ci_run_of_a_push(tmp_path: Path) -> N
 
 
 # --- the whole workflow under act, against the real Docker engine and a private nginx ----------
-
-
-@pytest.fixture
-def wrong_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WrongAnswers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/inference"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ proxy's URL (or a server that answers wrongly).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -131,40 +128,6 @@ def run_deploy_workflow(env: dict[str, str], context: dict[str, Any]) -> list[St
             )
         done[job_id] = not failed
     return results
-
-
-class WrongAnswers(BaseHTTPRequestHandler):
-    """A service that is up and ready but predicts the wrong species: smoke tests must fail."""
-
-    def do_GET(self) -> None:
-        self._send({"status": "ready", "model": {"name": "iris", "version": "wrong"}})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        rows = json.loads(self.rfile.read(length) or b"[]")
-        count = len(rows) if isinstance(rows, list) else 1
-        self._send({"predictions": ["setosa"] * count, "model": {"version": "wrong"}})
-
-    def _send(self, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def wrong_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WrongAnswers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/inference"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
