@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from inference_service.deploy import engine as tool
+from inference_service.deploy.settings import DeploySettings
 from inference_service.smoke import ORIGINAL_PAYLOAD
 from tests.conftest import original_labels
 from tests.e2e.conftest import ROOT, Host, docker, get_json, record
@@ -426,3 +428,16 @@ def test_an_interrupted_canary_is_routed_away_and_removed(
     assert state["current"]["model_version"] == derived_images["v2_version"]
     assert len(_ours(host)) == 1
     assert json.loads(host.deploy("status").stdout)["consistent"] is True
+
+
+def test_a_name_that_is_also_an_id_prefix_is_not_taken_for_that_container(engine: None) -> None:
+    """`docker container inspect NAME` also answers for a container whose id starts with NAME: the
+    deploy tool must not take a release named like that for another container."""
+    created = docker("create", "debian:bookworm-slim", "true").stdout.strip()
+    try:
+        prefix = created[:6]  # a release could be named so: hex is a valid name
+        assert docker("container", "inspect", prefix, check=False).returncode == 0
+        assert tool.inspect(DeploySettings(), prefix) is None
+        assert tool.inspect(DeploySettings(), created) is None  # an id is not a name either
+    finally:
+        docker("rm", created, check=False)

@@ -111,7 +111,9 @@ def inspect(settings: DeploySettings, name: str) -> dict[str, Any] | None:
     except EngineError:
         return None
     found = json.loads(out)
-    return found[0] if found else None
+    # docker also matches an id prefix ("a" is one): only the container of that name counts.
+    exact = [c for c in found if c.get("Name") == f"/{name}"]
+    return exact[0] if exact else None
 
 
 def wait_ready(settings: DeploySettings, name: str, sock: Path, timeout: float) -> str:
