@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +21,23 @@ RULES = MONITORING / "alerts.yml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 PROMETHEUS_RULE = ROOT / "deploy/k8s/components/servicemonitor/prometheusrule.yaml"
 RUNBOOK = ROOT / "docs/monitoring.md"
-# Series Prometheus makes itself, and the canary series the deploy tool exports (not the service).
+# Series Prometheus makes itself.
 PROMETHEUS_SERIES = {"up"}
-CANARY_SERIES = {
-    "inference_canary_active",
-    "inference_canary_weight_percent",
-    "inference_canary_verdicts_total",
-}
+
+
+def _canary_series() -> set[str]:
+    """What the deploy tool serves at /_proxy/metrics (not the service), read from its output."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from inference_service.deploy import proxy
+    from inference_service.deploy.settings import DeploySettings
+
+    routing = {"stable": "a", "canary": "b", "canary_percent": 10}
+    text = proxy.canary_metrics(DeploySettings(proxy_dir=Path("/nonexistent")), routing)
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+CANARY_SERIES = _canary_series()
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from inference_service.deploy import engine, proxy
 from inference_service.deploy.proxy import write
@@ -268,6 +269,37 @@ def test_canary_buckets_take_their_share_of_requests(fresh: Routed) -> None:
     # 400 draws at 30 %: a standard deviation of 9 requests; 60 to 180 is beyond 6 of them.
     assert 60 <= served[fresh.versions["b"]] <= 180, served
     assert served[fresh.versions["a"]] + served[fresh.versions["b"]] == 400
+
+
+def _canary_series(routed: Routed) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    url = f"http://127.0.0.1:{routed.settings.proxy_port}/_proxy/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_the_canary_state_is_served_to_prometheus_by_nginx(fresh: Routed) -> None:
+    proxy.set_role(fresh.settings, proxy.STABLE, "a")
+    proxy.publish(fresh.settings)
+    before = _canary_series(fresh)
+    assert before[("inference_canary_active", ())] == 0
+    assert before[("inference_canary_weight_percent", (("release", "a"),))] == 100
+    promoted = before[("inference_canary_verdicts_total", (("verdict", "promoted"),))]
+    proxy.set_role(fresh.settings, proxy.CANARY, "b")
+    proxy.set_split(fresh.settings, 20)
+    proxy.publish(fresh.settings)
+    during = _canary_series(fresh)
+    assert during[("inference_canary_active", ())] == 1
+    assert during[("inference_canary_weight_percent", (("release", "a"),))] == 80
+    assert during[("inference_canary_weight_percent", (("release", "b"),))] == 20
+    proxy.count_verdict(fresh.settings, "promoted")
+    after = _canary_series(fresh)
+    assert after[("inference_canary_verdicts_total", (("verdict", "promoted"),))] == promoted + 1
 
 
 def test_the_rate_limit_is_off_by_default(fresh: Routed) -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -328,6 +329,9 @@ def test_a_good_canary_takes_its_share_then_is_promoted(
     share = during[derived_images["v2_version"]] / sum(during.values())
     assert 0.05 < share < 0.6, during  # the canary's 25 % plus the promoted tail
     assert docker("inspect", stable["container"], check=False).returncode != 0
+    metrics = urllib.request.urlopen(f"{host.url}/_proxy/metrics", timeout=10).read().decode()
+    assert 'inference_canary_verdicts_total{verdict="promoted"} 1' in metrics
+    assert "inference_canary_active 0" in metrics
     record("canary_promoted", {"seconds": round(took, 1), "window_s": 12, "figures": figures})
 
 

@@ -312,6 +312,7 @@ def _canary(
     if not verdict.promote:
         _say(f"canary verdict: roll back ({'; '.join(verdict.reasons)}); figures {figures}")
         _end_canary(settings, new)
+        proxy.count_verdict(settings, "rolled_back")
         state.save(
             settings.state_file, replace(before, canary=replace(done, outcome="rolled back"))
         )
@@ -324,6 +325,7 @@ def _canary(
         _switch(settings, new, stable)
     except DeployFailed as exc:
         failed = replace(done, outcome="rolled back", reasons=[str(exc)])
+        proxy.count_verdict(settings, "rolled_back")
         state.save(settings.state_file, replace(before, canary=failed))
         raise
     # Promoted: from here on the state must say so, whatever happens to the old release.
@@ -331,6 +333,7 @@ def _canary(
         settings.state_file,
         state.State(current=new, previous=stable, canary=replace(done, outcome="promoted")),
     )
+    proxy.count_verdict(settings, "promoted")
     _retire(settings, stable)
     _remove_strays(settings, keep={new.container})
     _say(f"done: {image} (model {new.model_version}) promoted")

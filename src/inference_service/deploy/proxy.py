@@ -37,6 +37,11 @@ SNIPPET = "locations.conf"
 """Everything inside a `server {}` that serves the API; every such server block includes it."""
 RELEASE_FILE = "release.json"
 """The routing as JSON, served by nginx at /_proxy/release (loopback only)."""
+METRICS_FILE = "metrics.prom"
+"""The canary's state in Prometheus' text format, served at /_proxy/metrics (loopback only)."""
+VERDICTS_FILE = "verdicts.json"
+"""How many canaries were promoted and rolled back on this host, for the verdict counter."""
+VERDICTS = ("promoted", "rolled_back")
 CONTAINER_SOCKET_DIR = "/run/inference-service"
 """Where each release directory is mounted inside its container."""
 
@@ -116,6 +121,15 @@ location = /_proxy/release {{
     alias {proxy_dir}/{release_file};
 }}
 
+# The canary's state for Prometheus (a second scrape target: job inference-deploy).
+location = /_proxy/metrics {{
+    allow 127.0.0.1;
+    deny all;
+    access_log off;
+    default_type "text/plain; version=0.0.4";
+    alias {proxy_dir}/{metrics_file};
+}}
+
 location @inference_service_429 {{
     default_type application/json;
     add_header Retry-After 1 always;
@@ -182,6 +196,7 @@ def render_locations(settings: DeploySettings, config_id: str = "") -> str:
         proxy_dir=settings.proxy_dir,
         read_timeout=settings.proxy_read_timeout,
         release_file=RELEASE_FILE,
+        metrics_file=METRICS_FILE,
         config_id=config_id or "-",
     )
 
@@ -397,8 +412,50 @@ def routing(settings: DeploySettings) -> dict[str, Any]:
 
 
 def publish(settings: DeploySettings) -> dict[str, Any]:
-    """Write release.json (served at /_proxy/release) from the links; returns the routing."""
+    """Write release.json (served at /_proxy/release) and metrics.prom (/_proxy/metrics) from
+    the links; returns the routing."""
     now = routing(settings)
     path = settings.proxy_dir / RELEASE_FILE
     write_atomic(path, (json.dumps(now) + "\n").encode(), mode=0o644)
+    write_atomic(settings.proxy_dir / METRICS_FILE, canary_metrics(settings, now).encode())
     return now
+
+
+def count_verdict(settings: DeploySettings, verdict: str) -> None:
+    """Add a canary's outcome to this host's tally and publish it."""
+    counts = verdicts(settings)
+    counts[verdict] = counts.get(verdict, 0) + 1
+    write_atomic(settings.proxy_dir / VERDICTS_FILE, (json.dumps(counts) + "\n").encode())
+    publish(settings)
+
+
+def verdicts(settings: DeploySettings) -> dict[str, int]:
+    try:
+        raw = json.loads((settings.proxy_dir / VERDICTS_FILE).read_text())
+    except (OSError, ValueError):
+        return dict.fromkeys(VERDICTS, 0)
+    return {v: int(raw.get(v, 0)) for v in VERDICTS}
+
+
+def canary_metrics(settings: DeploySettings, now: dict[str, Any]) -> str:
+    """The dashboard's canary series (docs/monitoring.md), in Prometheus' text format."""
+    percent = int(now["canary_percent"]) if now[CANARY] else 0
+    lines = [
+        "# HELP inference_canary_active 1 while a canary takes a share of the traffic, else 0.",
+        "# TYPE inference_canary_active gauge",
+        f"inference_canary_active {1 if percent else 0}",
+        "# HELP inference_canary_weight_percent Share of the traffic each release receives.",
+        "# TYPE inference_canary_weight_percent gauge",
+    ]
+    for role, share in ((STABLE, 100 - percent), (CANARY, percent)):
+        if now[role]:
+            lines.append(f'inference_canary_weight_percent{{release="{now[role]}"}} {share}')
+    lines += [
+        "# HELP inference_canary_verdicts_total Canary outcomes on this host.",
+        "# TYPE inference_canary_verdicts_total counter",
+        *(
+            f'inference_canary_verdicts_total{{verdict="{v}"}} {n}'
+            for v, n in verdicts(settings).items()
+        ),
+    ]
+    return "\n".join(lines) + "\n"
