@@ -123,8 +123,9 @@ def _predict(environ: dict[str, Any], model: Model, x: Any) -> Prediction:
 
 
 def _named(environ: dict[str, Any], name: str, version: str | None = None) -> Model:
-    environ["inference.model"] = name if name in live().repository.slots else "unknown"
-    return live().repository.model(name, version)
+    repository = live().repository
+    environ["inference.model"] = name if name in repository.slots else "unknown"
+    return repository.model(name, version)
 
 
 def _records(model: Model) -> Response:

@@ -9,6 +9,7 @@ decoding, answer shaping, metadata, the OpenAPI document, the CLI and the smoke 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 CLASSIFICATION = "classification"
@@ -58,11 +59,12 @@ class Signature:
     """Rows (`inputs`) with the answer the model gave (`label` and `probabilities`, or
     `prediction`) when it was written; smoke tests and documentation examples use them."""
 
-    @property
+    # Cached: request decoding and drift counting ask for these on every request.
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
-    @property
+    @cached_property
     def width(self) -> int:
         return len(self.features)
 
