@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -469,7 +469,7 @@ def _signature(
         check_graph(draft, session)
     except ArtifactError as exc:
         raise GateError(f"{onnx_file or spec.path}: {exc}") from None
-    return Signature(**{**draft.__dict__, "examples": _examples(draft, session, example_pool)})
+    return replace(draft, examples=_examples(draft, session, example_pool))
 
 
 def _graph_names(
