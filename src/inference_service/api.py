@@ -1,11 +1,22 @@
-"""HTTP endpoints: parse the transport, delegate to protocol and model, serialize. Nothing else."""
+"""HTTP endpoints: parse the transport, delegate to protocol and model, serialize. Nothing else.
+
+The inference routes (records, KServe V1 predict, V2 infer) are plain functions of the WSGI
+environ. Flask routes them like every other endpoint, and `Dispatch`, a WSGI layer in front of
+Flask, sends a POST to a served model's inference path straight to the same function: the
+request then costs what parsing, prediction and the answer cost, not Flask's request cycle
+(docs/performance.md has the profile). Every other request, and every inference path that does
+not name a served model, goes to Flask.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import re
-from typing import Any
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl
 
 import msgspec
 from flask import Blueprint, Flask, Response, current_app, request
@@ -22,21 +33,38 @@ from inference_service.errors import (
     UnsupportedMediaType,
 )
 from inference_service.model import Model, Prediction
+from inference_service.observability import Metrics
 from inference_service.repository import Repository
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 _encode = msgspec.json.Encoder().encode
 _JSON_SUFFIX = re.compile(r"application/[\w.+-]+\+json")
+JSON = "application/json"
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+INTERNAL_ERROR = b'{"error":"Internal server error."}'
 
 
 class Live:
-    """What this process serves: the model repository, its limits and the accepted API keys."""
+    """What this process serves: the model repository, its limits, metrics and API keys."""
 
-    def __init__(self, settings: Settings, repository: Repository) -> None:
+    def __init__(self, settings: Settings, repository: Repository, metrics: Metrics) -> None:
         self.settings = settings
         self.repository = repository
+        self.metrics = metrics
         self.keys = tuple(k.encode() for k in settings.keys())
+
+
+class Reply(NamedTuple):
+    """An answer, independent of the framework that sends it."""
+
+    body: bytes
+    status: int = 200
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def live() -> Live:
@@ -46,18 +74,24 @@ def live() -> Live:
 
 def json_response(body: bytes | dict[str, Any], status: int = 200) -> Response:
     data = body if isinstance(body, bytes) else _encode(body)
-    return Response(data, status=status, mimetype="application/json")
+    return Response(data, status=status, mimetype=JSON)
+
+
+def _flask(reply: Reply) -> Response:
+    response = Response(reply.body, status=reply.status, content_type=reply.content_type)
+    response.headers.extend(reply.headers)
+    return response
 
 
 def _too_large(limit: int) -> str:
     return f"The body is larger than the limit of {limit} bytes."
 
 
-def _json_body(state: Live, environ: dict[str, Any], binary: bool = False) -> bytes:
+def _json_body(state: Live, environ: WSGIEnvironment, binary: bool = False) -> bytes:
     # A missing Content-Type is read as JSON (V2 clients such as tritonclient send none);
     # any other declared type is refused, but for binary tensor data after a JSON header.
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
-    allowed = mimetype == "application/json" or bool(_JSON_SUFFIX.fullmatch(mimetype))
+    allowed = mimetype == JSON or bool(_JSON_SUFFIX.fullmatch(mimetype))
     if binary and mimetype == "application/octet-stream":
         allowed = True
     if mimetype and not allowed:
@@ -65,8 +99,8 @@ def _json_body(state: Live, environ: dict[str, Any], binary: bool = False) -> by
     length = environ.get("CONTENT_LENGTH", "")
     limit = state.settings.max_body_bytes
     if length.isdigit() and "HTTP_TRANSFER_ENCODING" not in environ:
-        # The common case, read straight from the server: werkzeug's stream wrappers cost more
-        # than the whole inference for a small body.
+        # Read straight from the server: werkzeug's stream wrappers cost more than the whole
+        # inference for a small body.
         if int(length) > limit:
             raise PayloadTooLarge(_too_large(limit))
         data: bytes = environ["wsgi.input"].read(int(length))
@@ -88,7 +122,7 @@ def _json_body(state: Live, environ: dict[str, Any], binary: bool = False) -> by
     return b""  # neither Content-Length nor Transfer-Encoding: the request has no body
 
 
-def _authorize(state: Live, environ: dict[str, Any]) -> None:
+def _authorize(state: Live, environ: WSGIEnvironment) -> None:
     """With API keys set, require `Authorization: Bearer <key>`, compared in constant time."""
     if not state.keys:
         return
@@ -101,72 +135,193 @@ def _authorize(state: Live, environ: dict[str, Any]) -> None:
         raise Unauthorized("Missing or invalid API key.")
 
 
-def _flag(environ: dict[str, Any], name: str) -> bool:
-    if not environ.get("QUERY_STRING"):
+def _flag(environ: WSGIEnvironment, name: str) -> bool:
+    query = environ.get("QUERY_STRING")
+    if not query:
         return False
-    raw = request.args.get(name, "false")
+    # The first value counts, as in Flask's request.args; latin-1 as WSGI delivers the query.
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == name]
+    raw = values[0] if values else "false"
     try:
         return parse_bool(raw)
     except ValueError:
         raise InvalidInput(f"Query parameter {name}={raw!r} must be true or false.") from None
 
 
-def _predict(environ: dict[str, Any], model: Model, x: Any) -> Prediction:
+def _predict(state: Live, environ: WSGIEnvironment, model: Model, x: Any) -> Prediction:
     """Predict, and leave what the access log and metrics need in the WSGI environ."""
     prediction = model.predict(x)
-    drift = current_app.extensions["metrics"].drift
-    drift.observe(model.name, model.version, model.features, model.card, x)
+    state.metrics.drift.observe(model.name, model.version, model.features, model.card, x)
     environ["inference.rows"] = prediction.rows
     environ["inference.labels"] = prediction.labels
     environ["inference.model_version"] = model.version
     return prediction
 
 
-def _named(environ: dict[str, Any], name: str, version: str | None = None) -> Model:
-    repository = live().repository
+def _named(state: Live, environ: WSGIEnvironment, name: str, version: str | None = None) -> Model:
+    repository = state.repository
     environ["inference.model"] = name if name in repository.slots else "unknown"
     return repository.model(name, version)
 
 
-def _records(model: Model) -> Response:
-    state, environ = live(), request.environ
+# --- the inference routes: (state, environ, path arguments) -> Reply ---
+
+
+def records(state: Live, environ: WSGIEnvironment, name: str | None = None) -> Reply:
+    """The record contract: the default model's (`/inference`) or a named model's."""
+    _authorize(state, environ)
+    if name is None:
+        model = state.repository.default_model()
+    else:
+        model = _named(state, environ, name)
     environ["inference.model"] = model.name
     x = protocol.parse_records(_json_body(state, environ), model.signature, state.settings.max_rows)
     with_probabilities = _flag(environ, "probabilities")
     if with_probabilities and not model.signature.is_classifier:
         raise InvalidInput(f"Model {model.name!r} is a regressor: it has no probabilities.")
-    prediction = _predict(environ, model, x)
-    return json_response(
+    prediction = _predict(state, environ, model, x)
+    return Reply(
         protocol.records_response(
             model.name, model.version, prediction, model.labels, with_probabilities
         )
     )
 
 
+def v1_predict(state: Live, environ: WSGIEnvironment, name: str) -> Reply:
+    _authorize(state, environ)
+    model = _named(state, environ, name)
+    x = protocol.parse_v1(_json_body(state, environ), model.signature, state.settings.max_rows)
+    return Reply(protocol.v1_response(_predict(state, environ, model, x)))
+
+
+def v2_infer(state: Live, environ: WSGIEnvironment, name: str, version: str | None = None) -> Reply:
+    _authorize(state, environ)
+    model = _named(state, environ, name, version)
+    header_length = _header_length(environ)
+    body, x = protocol.parse_v2(
+        _json_body(state, environ, binary=header_length is not None),
+        model.signature,
+        state.settings.max_rows,
+        header_length,
+    )
+    prediction = _predict(state, environ, model, x)
+    answer, json_length = protocol.v2_response(
+        model.name, model.version, body, prediction, model.signature
+    )
+    if json_length is None:
+        return Reply(answer)
+    return Reply(answer, 200, "application/octet-stream", ((INFERENCE_HEADER, str(json_length)),))
+
+
+def _header_length(environ: WSGIEnvironment) -> int | None:
+    """The binary tensor data extension's JSON header length, when the request has one."""
+    raw = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidInput(f"{INFERENCE_HEADER} must be a byte count, got {raw!r}.")
+    return int(raw)
+
+
+def error_reply(environ: WSGIEnvironment, exc: InferenceError) -> Reply:
+    environ["inference.error"] = exc.message
+    headers = (("WWW-Authenticate", "Bearer"),) if isinstance(exc, Unauthorized) else ()
+    return Reply(_encode({"error": exc.message}), exc.status, JSON, headers)
+
+
 @bp.post("/inference")
 def inference() -> Response:
     """The original contract, answered by the default model."""
-    _authorize(live(), request.environ)
-    return _records(live().repository.default_model())
+    return _flask(records(live(), request.environ))
 
 
 @bp.post("/models/<name>/inference")
 def model_inference(name: str) -> Response:
-    _authorize(live(), request.environ)
-    return _records(_named(request.environ, name))
+    return _flask(records(live(), request.environ, name))
+
+
+@bp.post("/v1/models/<name>:predict")
+def v1_predict_route(name: str) -> Response:
+    return _flask(v1_predict(live(), request.environ, name))
+
+
+@bp.post("/v2/models/<name>/infer")
+@bp.post("/v2/models/<name>/versions/<version>/infer")
+def v2_infer_route(name: str, version: str | None = None) -> Response:
+    return _flask(v2_infer(live(), request.environ, name, version))
+
+
+Handler = Callable[..., Reply]
+
+
+class Dispatch:
+    """WSGI: a POST to a served model's inference path goes straight to its handler.
+
+    The route patterns are the Flask rules' own, so metrics and access lines name the same
+    endpoint whichever way a request went. Anything else, including a path naming a model this
+    server does not serve (Flask answers its 404), goes to the Flask app.
+    """
+
+    def __init__(self, app: WSGIApplication, state: Live) -> None:
+        self.app = app
+        self.state = state
+        self._status = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+    def route(self, path: str) -> tuple[str, Handler, tuple[str, ...]] | None:
+        if path == "/inference":
+            return "/inference", records, ()
+        parts = path.split("/")
+        slots = self.state.repository.slots
+        match parts:
+            case ["", "models", name, "inference"] if name in slots:
+                return "/models/<name>/inference", records, (name,)
+            case ["", "v1", "models", predict] if predict.endswith(":predict"):
+                name = predict.removesuffix(":predict")
+                if name in slots:
+                    return "/v1/models/<name>:predict", v1_predict, (name,)
+            case ["", "v2", "models", name, "infer"] if name in slots:
+                return "/v2/models/<name>/infer", v2_infer, (name,)
+            case ["", "v2", "models", name, "versions", version, "infer"] if (
+                name in slots and version
+            ):
+                return "/v2/models/<name>/versions/<version>/infer", v2_infer, (name, version)
+        return None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        hit = (
+            self.route(environ.get("PATH_INFO", ""))
+            if environ["REQUEST_METHOD"] == "POST"
+            else None
+        )
+        if hit is None:
+            return self.app(environ, start_response)
+        endpoint, handler, arguments = hit
+        environ["inference.endpoint"] = endpoint
+        try:
+            reply = handler(self.state, environ, *arguments)
+        except InferenceError as exc:
+            reply = error_reply(environ, exc)
+        except Exception:
+            log.exception("unhandled error")
+            reply = Reply(INTERNAL_ERROR, 500)
+        headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
+        headers.extend(reply.headers)
+        start_response(self._status[reply.status], headers)
+        return [reply.body]
 
 
 @bp.get("/models/<name>")
 def model_card_named(name: str) -> Response:
-    return json_response(_named(request.environ, name).card)
+    return json_response(_named(live(), request.environ, name).card)
 
 
 @bp.get("/models/<name>/drift")
 def model_drift(name: str) -> Response:
     """Input drift of the live version: PSI per feature against the training data, summed over
     every worker, with the share of out-of-range values."""
-    model = _named(request.environ, name)
-    drift = current_app.extensions["metrics"].drift
+    state = live()
+    model = _named(state, request.environ, name)
+    drift = state.metrics.drift
     return json_response(drift.summary(model.name, model.version, model.features, model.card))
 
 
@@ -187,53 +342,7 @@ def v1_model(name: str) -> Response:
     return json_response({"name": name, "ready": slot.model is not None})
 
 
-@bp.post("/v1/models/<name>:predict")
-def v1_predict(name: str) -> Response:
-    state, environ = live(), request.environ
-    _authorize(state, environ)
-    model = _named(environ, name)
-    x = protocol.parse_v1(_json_body(state, environ), model.signature, state.settings.max_rows)
-    return json_response(protocol.v1_response(_predict(environ, model, x)))
-
-
 # --- Open Inference Protocol V2 ---
-
-
-@bp.post("/v2/models/<name>/infer")
-@bp.post("/v2/models/<name>/versions/<version>/infer")
-def v2_infer(name: str, version: str | None = None) -> Response:
-    state, environ = live(), request.environ
-    _authorize(state, environ)
-    model = _named(environ, name, version)
-    header_length = _header_length(environ)
-    body, x = protocol.parse_v2(
-        _json_body(state, environ, binary=header_length is not None),
-        model.signature,
-        state.settings.max_rows,
-        header_length,
-    )
-    prediction = _predict(environ, model, x)
-    answer, json_length = protocol.v2_response(
-        model.name, model.version, body, prediction, model.signature
-    )
-    if json_length is None:
-        return json_response(answer)
-    response = Response(answer, mimetype="application/octet-stream")
-    response.headers[INFERENCE_HEADER] = str(json_length)
-    return response
-
-
-INFERENCE_HEADER = "Inference-Header-Content-Length"
-
-
-def _header_length(environ: dict[str, Any]) -> int | None:
-    """The binary tensor data extension's JSON header length, when the request has one."""
-    raw = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
-    if raw is None:
-        return None
-    if not raw.strip().isdigit():
-        raise InvalidInput(f"{INFERENCE_HEADER} must be a byte count, got {raw!r}.")
-    return int(raw)
 
 
 @bp.get("/v2")
@@ -261,7 +370,7 @@ def v2_ready() -> Response:
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def v2_model(name: str, version: str | None = None) -> Response:
-    return json_response(protocol.v2_metadata(_named(request.environ, name, version)))
+    return json_response(protocol.v2_metadata(_named(live(), request.environ, name, version)))
 
 
 @bp.get("/v2/models/<name>/ready")
@@ -316,11 +425,7 @@ def readyz() -> Response:
 
 
 def _domain_error(exc: InferenceError) -> Response:
-    request.environ["inference.error"] = exc.message
-    response = json_response({"error": exc.message}, exc.status)
-    if isinstance(exc, Unauthorized):
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+    return _flask(error_reply(request.environ, exc))
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -344,6 +449,7 @@ def _unexpected(exc: Exception) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.wsgi_app = Dispatch(app.wsgi_app, app.extensions["inference"])  # type: ignore[method-assign]
     app.register_error_handler(InferenceError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -25,13 +25,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    metrics = observability.init_app(app, settings)
+    metrics = observability.Metrics(settings.drift_min_rows)
     repository = Repository(settings, metrics)
-    app.extensions["inference"] = api.Live(settings, repository)
+    app.extensions["inference"] = api.Live(settings, repository, metrics)
     app.extensions["repository"] = repository
     repository.load()
     if settings.reload_interval > 0:
         repository.start(settings.reload_interval)
     api.init_app(app)
     openapi.init_app(app)
+    observability.init_app(app, settings, metrics)
     return app

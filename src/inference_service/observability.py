@@ -264,8 +264,8 @@ class _TextAccessLog(AccessLog):
         pass
 
 
-def init_app(app: Flask, settings: Settings) -> Metrics:
-    metrics = Metrics(settings.drift_min_rows)
+def init_app(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    """Wrap the whole app, last: every request, whichever way it is routed, is observed."""
     app.extensions["metrics"] = metrics
     log: AccessLog | None = None
     if settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
@@ -283,5 +283,3 @@ def init_app(app: Flask, settings: Settings) -> Metrics:
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
-
-    return metrics
