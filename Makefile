@@ -119,7 +119,6 @@ ci-act: | $(UV) ## ci.yml's lint and policy jobs run by act on this host, for a 
 .PHONY: bench
 bench: models ## benchmark against the original design, then protocols and models (wrk, ~7 min)
 	bench/run.sh
-	$(VENV)/bin/python bench/protocols.py
 
 .PHONY: fuzz
 fuzz: $(VENV)/.synced-dev ## contract fuzzing against a live server, full size (FUZZ_EXAMPLES=...)

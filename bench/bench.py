@@ -48,6 +48,7 @@ class Server:
     argv: tuple[str, ...]
     answers: str  # "service": {"predictions": [...], ...}; "original": [...]
     env: tuple[tuple[str, str], ...] = ()
+    cores: str = "0"  # taskset's list for the server's process group; wrk stays on core 1
 
 
 def servers() -> list[Server]:
@@ -81,6 +82,19 @@ def servers() -> list[Server]:
             serve,
             "service",
             (("INFERENCE_ACCESS_LOG", "false"),),
+        ),
+        Server(
+            "proxy",
+            "the service behind the deployed nginx config (bench/proxied.py), both on core 0",
+            (py, str(BENCH / "proxied.py"), "{port}"),
+            "service",
+        ),
+        Server(
+            "service-2w",
+            "inference-service serve --workers 2 on both cores (wrk shares core 1)",
+            (*serve[:-1], "2"),
+            "service",
+            cores="0,1",
         ),
         Server(
             "granian-default",
@@ -202,15 +216,15 @@ def prepare(out: Path, model_dir: Path) -> dict[str, dict[str, Any]]:
 # --- processes ------------------------------------------------------------------------------
 
 
-def pinned(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if CORES >= 2 else []
+def pinned(cores: int | str) -> list[str]:
+    return ["taskset", "-c", str(cores)] if CORES >= 2 else []
 
 
 def spawn(server: Server, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     argv = [a.replace("{port}", str(port)) for a in server.argv]
     with open(log, "ab") as f:
         return subprocess.Popen(
-            [*pinned(0), *argv],
+            [*pinned(server.cores), *argv],
             cwd=ROOT,
             env=env,
             stdout=f,
@@ -426,7 +440,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(names)}")
+    parser.add_argument(
+        "--only", help=f"comma-separated subset of {','.join(names)},protocols (default: all)"
+    )
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per payload")
     parser.add_argument("--warmup", type=int, default=2, help="discarded seconds per payload")
     parser.add_argument("--connections", type=int, default=16)
@@ -441,7 +457,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     chosen = [s for s in servers() if not args.only or s.name in args.only.split(",")]
-    if args.only and (unknown := set(args.only.split(",")) - set(names)):
+    if args.only and (unknown := set(args.only.split(",")) - {*names, "protocols"}):
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     if CORES >= 2:
         os.sched_setaffinity(0, {1})  # the driver's polling and checks stay off the server's core
@@ -464,6 +480,12 @@ def main() -> int:
         r, e = bench_server(server, BASE_PORT + i, assets, args, out, env)
         runs += r
         extras.append(e)
+    protocols: list[dict[str, Any]] = []
+    if not args.only or "protocols" in args.only.split(","):
+        print(f"[{time.perf_counter() - started:5.0f}s] protocols and models", flush=True)
+        import protocols as bench_protocols  # bench/protocols.py
+
+        protocols = bench_protocols.measure(model_dir, args, out)
     base = {r.payload: r.rps for r in runs if r.server == "baseline"}
     for r in runs:
         r.ratio = r.rps / base[r.payload] if base.get(r.payload) else 0.0
@@ -484,6 +506,7 @@ def main() -> int:
         },
         runs=[asdict(r) for r in runs],
         extras=[asdict(e) for e in extras],
+        protocols=protocols,
     )
     (out / "results.json").write_text(json.dumps(asdict(report), indent=2))
     text = render(report, out, publish=args.publish)

@@ -3,6 +3,8 @@ JSON tensors against the binary tensor data extension at 1,000 and 10,000 rows.
 
     .venv/bin/python bench/protocols.py [--duration 10] [--warmup 2] [--connections 16]
 
+(`make bench` runs the same cases as part of bench/bench.py, against the repository's models.)
+
 One `inference-service serve --workers 1` pinned to core 0 serves the whole repository (trained
 into a temporary directory from the committed specs); wrk -t1 on core 1 sends one fixed body per
 case and checks every answer against what onnxruntime gives for the same rows from the same
@@ -113,6 +115,39 @@ def run_case(
     return results[-1]
 
 
+def measure(model_dir: Path, args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """Every case against one `serve --workers 1` on core 0 serving `model_dir`."""
+    port = b.BASE_PORT + 90
+    env = {**os.environ, "INFERENCE_MODEL_DIR": str(model_dir), "INFERENCE_ACCESS_LOG": "false"}
+    server = b.Server(
+        "service", "serve", (str(b.BIN / "inference-service"), "serve", "--port", "{port}"),
+        "service",
+    )  # fmt: skip
+    proc = b.spawn(server, port, out / "protocols-server.log", env)
+    found = []
+    try:
+        _wait(port)
+        for case in cases(model_dir):
+            r = run_case(port, case, args, out)
+            rps = r["requests"] / (r["duration_us"] / 1e6)
+            rows = int(case["case"].rsplit(", ", 1)[1].split()[0].replace(",", ""))
+            found.append(
+                {
+                    "case": case["case"],
+                    "bytes": len(case["body"]),
+                    "rps": rps,
+                    "rows_per_s": rps * rows,
+                    "p50_ms": r["p50_us"] / 1000,
+                    "p99_ms": r["p99_us"] / 1000,
+                    "errors": sum(r[k] for k in ("status", "read", "write", "timeout", "mismatches")),
+                }
+            )
+            print(f"  {case['case']}: {rps:,.0f} req/s", flush=True)  # noqa: T201
+    finally:
+        b.stop(proc)
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -124,30 +159,10 @@ def main() -> int:
         root = out / "models"
         for s in spec.discover(b.ROOT / "data/input/train"):
             train(s, Options(root=root))
-        port = b.BASE_PORT + 90
-        env = {**os.environ, "INFERENCE_MODEL_DIR": str(root), "INFERENCE_ACCESS_LOG": "false"}
-        server = b.Server(
-            "service", "serve", (str(b.BIN / "inference-service"), "serve", "--port", "{port}"),
-            "service",
-        )  # fmt: skip
-        proc = b.spawn(server, port, out / "server.log", env)
-        try:
-            _wait(port)
-            print("| case | body bytes | req/s | rows/s | p50 ms | p99 ms | errors |")  # noqa: T201
-            print("| --- | --- | --- | --- | --- | --- | --- |")  # noqa: T201
-            for case in cases(root):
-                r = run_case(port, case, args, out)
-                seconds = r["duration_us"] / 1e6
-                rps = r["requests"] / seconds
-                rows = int(case["case"].rsplit(", ", 1)[1].split()[0].replace(",", ""))
-                errors = r["status"] + r["read"] + r["write"] + r["timeout"] + r["mismatches"]
-                print(  # noqa: T201
-                    f"| {case['case']} | {len(case['body']):,} | {rps:,.0f} | {rps * rows:,.0f} "
-                    f"| {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {errors} |",
-                    flush=True,
-                )
-        finally:
-            b.stop(proc)
+        found = measure(root, args, out)
+    from report import protocol_table
+
+    print(protocol_table(found)[1])  # noqa: T201
     return 0
 
 

@@ -12,7 +12,7 @@ import json
 import shutil
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Report:
     settings: dict[str, Any]
     runs: list[dict[str, Any]]
     extras: list[dict[str, Any]]
+    protocols: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> tuple[str, str]:
@@ -55,6 +56,7 @@ def targets(report: Report) -> list[tuple[str, str, str, bool]]:
         return []
     small, large = runs["2"], runs["1000"]
     worker = max(r["rss_worker_mb"] for r in runs.values())
+    group = max(r["rss_mb"] for r in runs.values())
     cold = statistics.median(extra["cold_s"])
     have_base = small["ratio"] > 0
     rows = [
@@ -85,9 +87,70 @@ def targets(report: Report) -> list[tuple[str, str, str, bool]]:
         ),
         ("cold start", "≤ 0.3 s", f"{cold:.2f} s", cold <= 0.3),
         ("RSS per worker", "≤ 100 MB", f"{worker:.0f} MB", worker <= 100),
+        ("RSS, whole server (main + 1 worker)", "≤ 130 MB", f"{group:.0f} MB", group <= 130),
     ]
     correct = all(r["errors"] == 0 for r in runs.values())
-    return [(a, b, c, d and correct) for a, b, c, d in rows]
+    found = [(a, b, c, d and correct) for a, b, c, d in rows]
+    return found + _relative_targets(report, small)
+
+
+def _relative_targets(report: Report, direct: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """Targets that compare two rows of the run: proxy and two workers against one worker on
+    its port, and V2 binary tensors against JSON tensors."""
+    small = {r["server"]: r for r in report.runs if r["payload"] == "2"}
+    rows = []
+    if (proxied := small.get("proxy")) is not None:
+        share = proxied["rps"] / direct["rps"]
+        cost = proxied["cpu_us"] - direct["cpu_us"]
+        rows.append(
+            (
+                "through the proxy, 2-record body",
+                "≥ 80 % of direct",
+                f"{share:.0%} (proxy's CPU: +{cost:.0f} µs/request)",
+                share >= 0.8 and proxied["errors"] == 0,
+            )
+        )
+    if (two := small.get("service-2w")) is not None:
+        gain = two["rps"] / direct["rps"]
+        rows.append(
+            (
+                "2 workers on 2 cores, 2-record body",
+                "≥ 1.7× one worker",
+                f"{gain:.2f}×",
+                gain >= 1.7 and two["errors"] == 0,
+            )
+        )
+    cases = {c["case"]: c for c in report.protocols}
+    plain, binary = (cases.get(f"iris V2 {kind} tensors, 1000 rows") for kind in ("JSON", "binary"))
+    if plain and binary:
+        gain = binary["rps"] / plain["rps"]
+        rows.append(
+            (
+                "V2 binary vs JSON tensors, 1,000 rows",
+                "≥ 3×",
+                f"{gain:.2f}×",
+                gain >= 3 and not binary["errors"] and not plain["errors"],
+            )
+        )
+    return rows
+
+
+def protocol_table(found: list[dict[str, Any]]) -> tuple[str, str]:
+    return _table(
+        ["case (1 worker, 1 core)", "body bytes", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"],
+        [
+            [
+                c["case"],
+                f"{c['bytes']:,}",
+                f"{c['rps']:,.0f}",
+                f"{c['rows_per_s']:,.0f}",
+                f"{c['p50_ms']:.2f}",
+                f"{c['p99_ms']:.2f}",
+                f"{c['errors']}",
+            ]
+            for c in found
+        ],
+    )
 
 
 def tables(report: Report) -> tuple[str, str]:
@@ -149,13 +212,17 @@ def tables(report: Report) -> tuple[str, str]:
     s = report.settings
     head = (
         f"run {report.stamp}: wrk -t1 -c{s['connections']}, {s['warmup_s']} s warm-up + "
-        f"{s['duration_s']} s measured per payload, server on core 0 and wrk on core 1"
+        f"{s['duration_s']} s measured per payload, server on core 0 (service-2w: both cores) "
+        "and wrk on core 1"
         f"{'' if s['pinned'] else ' (NOT pinned: fewer than 2 cores)'}; bodies "
         + ", ".join(f"{k} records = {v:,} B" for k, v in s["bytes"].items())
         + f"; whole run {s['elapsed_s']:.0f} s."
     )
-    text = "\n\n".join([head, main[0], big[0], goals[0]])
-    md = "\n\n".join([head, main[1], big[1], goals[1]])
+    parts = [main, big, goals]
+    if report.protocols:
+        parts.insert(2, protocol_table(report.protocols))
+    text = "\n\n".join([head, *(p[0] for p in parts)])
+    md = "\n\n".join([head, *(p[1] for p in parts)])
     return text, md
 
 
