@@ -90,6 +90,13 @@ def servers() -> list[Server]:
             "service",
         ),
         Server(
+            "proxy-own-core",
+            "the same with nginx on core 1 (beside wrk): the worker's core does only the service",
+            (py, str(BENCH / "proxied.py"), "{port}"),
+            "service",
+            (("BENCH_NGINX_CORES", "1"),),
+        ),
+        Server(
             "service-2w",
             "inference-service serve --workers 2 on both cores (wrk shares core 1)",
             (*serve[:-1], "2"),

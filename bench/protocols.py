@@ -30,6 +30,7 @@ from inference_service.model import Model
 from inference_service.train import Options, train
 
 SEED = 7
+ERRORS = ("status", "read", "write", "timeout", "mismatches")
 
 
 def rows_for(model: Model, n: int) -> np.ndarray[Any, Any]:
@@ -139,7 +140,7 @@ def measure(model_dir: Path, args: argparse.Namespace, out: Path) -> list[dict[s
                     "rows_per_s": rps * rows,
                     "p50_ms": r["p50_us"] / 1000,
                     "p99_ms": r["p99_us"] / 1000,
-                    "errors": sum(r[k] for k in ("status", "read", "write", "timeout", "mismatches")),
+                    "errors": sum(r[k] for k in ERRORS),
                 }
             )
             print(f"  {case['case']}: {rps:,.0f} req/s", flush=True)  # noqa: T201

@@ -7,8 +7,9 @@ code, deploy/proxy.py: split_clients buckets, symlinked release sockets, a new u
 connection per request, the JSON access log), in front of `inference-service serve --uds`, the
 command the release container runs. What is left out is Docker itself, which adds nothing per
 request here: the container's socket is a file in a bind-mounted directory. nginx runs one
-worker (the bench pins the whole process group to one core). INFERENCE_* settings, such as
-INFERENCE_WORKERS, reach the service from the environment. TERM stops both.
+worker on the process group's core(s), or on BENCH_NGINX_CORES (a taskset list) when set.
+INFERENCE_* settings, such as INFERENCE_WORKERS, reach the service from the environment. TERM
+stops both.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def main() -> int:
         time.sleep(0.005)
     proxy.set_role(settings, proxy.STABLE, RELEASE)
     proxy.set_split(settings, 0)
-    children.append(subprocess.Popen(["nginx", "-p", str(root), "-c", str(root / "nginx.conf")]))
+    cores = os.environ.get("BENCH_NGINX_CORES")
+    pin = ["taskset", "-c", cores] if cores else []
+    nginx = [*pin, "nginx", "-p", str(root), "-c", str(root / "nginx.conf")]
+    children.append(subprocess.Popen(nginx))
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
     stop(signal.SIGTERM, None)
