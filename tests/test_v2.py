@@ -80,6 +80,26 @@ def test_versioned_infer_path(client: FlaskClient, trained: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("datatype", "value"),
+    [
+        ("UINT64", 2**64 - 1),
+        ("UINT64", 0),
+        ("INT64", 2**63 - 1),
+        ("INT64", -(2**63)),
+        ("UINT32", 2**32 - 1),
+        ("INT8", -128),
+        ("INT32", 7.0),  # JSON has one number type: 7.0 is a whole number
+    ],
+)
+def test_integer_tensors_take_every_value_of_their_type(
+    client: FlaskClient, datatype: str, value: int | float
+) -> None:
+    # Compared as doubles, 2**64 - 1 rounds up to 2**64 and UINT64's largest value was refused.
+    response = infer(client, [[value, 2, 3, 4]], datatype, shape=[1, 4])
+    assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize(
     ("kwargs", "status", "message"),
     [
         ({"data": sum(ROWS, [])[:-1]}, 400, "needs 12 values"),
@@ -92,7 +112,9 @@ def test_versioned_infer_path(client: FlaskClient, trained: Path) -> None:
         ({"data": ROWS, "datatype": "BYTES"}, 400, "datatype 'BYTES' is not supported"),
         ({"data": [[1.5, 2, 3, 4]] * 3, "datatype": "INT32"}, 400, "integers in INT32 range"),
         ({"data": [[300, 2, 3, 4]] * 3, "datatype": "INT8"}, 400, "integers in INT8 range"),
-        ({"data": [[True, 2, 3, 4]] * 3}, 400, "Expected `float`, got `bool`"),
+        ({"data": [[True, 2, 3, 4]] * 3}, 400, "got `bool`"),
+        ({"data": [[10**400, 2, 3, 4]] * 3}, 400, "out of range for a 32-bit float"),
+        ({"data": [[2.5e19, 2, 3, 4]] * 3, "datatype": "UINT64"}, 400, "in UINT64 range"),
         ({"data": [["1", 2, 3, 4]] * 3}, 400, "got `str`"),
         ({"data": [[1e39, 2, 3, 4]] * 3}, 400, "out of range for a 32-bit float"),
         ({"data": [[65520.0, 2, 3, 4]] * 3, "datatype": "FP16"}, 400, "out of range for FP16"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
@@ -278,7 +279,8 @@ class V2Tensor(msgspec.Struct):
     name: str
     shape: list[int | float]  # JSON has one number type: 4.0 is an integer as much as 4 is
     datatype: str
-    data: list[float | list[float]] | None = None
+    # Integers stay exact Python ints, so that UINT64's and INT64's limits are checked exactly.
+    data: list[int | float | list[int | float]] | None = None
     """Absent when the tensor travels as binary data (`parameters.binary_data_size`)."""
     parameters: dict[str, Any] | None = None
 
@@ -365,20 +367,7 @@ def parse_v2(
         raise InvalidInput(f"Input {tensor.name!r} has neither data nor binary_data_size.")
     else:
         values = _json_values(tensor, shape, width)
-    if dtype := _INT_TYPES.get(tensor.datatype):
-        info = np.iinfo(dtype)
-        # Compared as doubles: max + 1 is a power of two, exact where max itself would round up
-        # (2**63 - 1 becomes 2**63), so the 64-bit limits hold too.
-        if not (
-            np.all(values == np.round(values))
-            and values.min() >= float(info.min)
-            and values.max() < float(info.max + 1)
-        ):
-            raise InvalidInput(
-                f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range "
-                f"[{info.min}, {info.max}]."
-            )
-    elif tensor.datatype == "FP16" and np.abs(values).max() > FP16_MAX:
+    if tensor.datatype == "FP16" and np.abs(values).max() > FP16_MAX:
         raise InvalidInput(
             f"Input {tensor.name!r}: a value is out of range for FP16 (largest {FP16_MAX:g})."
         )
@@ -394,10 +383,17 @@ def _json_values(tensor: V2Tensor, shape: list[int], width: int) -> npt.NDArray[
     nested = [isinstance(v, list) for v in data]
     if any(nested) and not all(nested):
         raise InvalidInput(f"Input {tensor.name!r}: data mixes numbers and lists.")
+    if dtype := _INT_TYPES.get(tensor.datatype):
+        rows: Any = chain.from_iterable(data) if any(nested) else data  # type: ignore[arg-type]
+        _check_integers(tensor, rows, dtype)
     try:
         values = np.array(data, dtype=np.float64)
     except ValueError:
         raise InvalidInput(f"Input {tensor.name!r}: nested data rows differ in length.") from None
+    except OverflowError:  # an integer beyond any double
+        raise InvalidInput(
+            f"Input {tensor.name!r}: a value is out of range for a 32-bit float."
+        ) from None
     expected = shape[0] * width
     if values.size != expected or (values.ndim == 2 and values.shape[1] != width):
         raise InvalidInput(
@@ -405,6 +401,25 @@ def _json_values(tensor: V2Tensor, shape: list[int], width: int) -> npt.NDArray[
             f"({shape[0]} rows of {width}), got data of shape {list(values.shape)}."
         )
     return values
+
+
+def _check_integers(tensor: V2Tensor, values: Iterable[int | float], dtype: np.dtype[Any]) -> None:
+    """Every value a whole number within the integer type's range, compared exactly."""
+    info = np.iinfo(dtype)
+    low, high = int(info.min), int(info.max)
+    for v in values:
+        if isinstance(v, float):
+            if not (math.isfinite(v) and v.is_integer()):
+                break
+            v = int(v)
+        if not low <= v <= high:
+            break
+    else:
+        return
+    raise InvalidInput(
+        f"Input {tensor.name!r}: data must be integers in {tensor.datatype} range "
+        f"[{info.min}, {info.max}]."
+    )
 
 
 def _binary_values(
