@@ -8,6 +8,8 @@ one, the hostile corpus of the server tests) both ways and compare status, body 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +250,31 @@ def test_metrics_and_access_lines_name_the_route_whichever_way(
         'model="iris",status="200"} 1.0'
     ) in text
     assert 'inference_rows_per_request_count{model="iris"} 1.0' in text
+
+
+def test_turns_are_taken_in_arrival_order_and_released_on_errors() -> None:
+    turns = api.Turns()
+    order: list[int] = []
+
+    def wait_in_line(i: int) -> None:
+        with turns:
+            order.append(i)
+
+    with turns:  # held: everyone after queues
+        threads = []
+        for i in range(8):
+            threads.append(threading.Thread(target=wait_in_line, args=(i,)))
+            threads[-1].start()
+            deadline = time.monotonic() + 5
+            while len(turns._waiting) < i + 1:  # queued before the next one arrives
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        assert order == []
+    for thread in threads:
+        thread.join(5)
+    assert order == list(range(8))
+    with pytest.raises(ZeroDivisionError), turns:
+        1 / 0  # noqa: B018
+    done = threading.Event()
+    threading.Thread(target=lambda: (turns.__enter__(), done.set())).start()
+    assert done.wait(5), "a turn left by an exception was never handed on"
