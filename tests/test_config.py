@@ -1,8 +1,9 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from inference_service.config import Settings
+from inference_service.config import ENV_PREFIX, Settings
 
 
 def test_defaults() -> None:
@@ -93,3 +94,11 @@ def test_api_keys_from_a_list_or_a_file(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text("first\n\nsecond\n")
     assert Settings(api_keys=str(path)).keys() == ("first", "second")
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [
+        name for f in fields(Settings) if f"`{(name := ENV_PREFIX + f.name.upper())}`" not in readme
+    ]
+    assert missing == []

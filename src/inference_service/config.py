@@ -25,6 +25,10 @@ class Settings:
     """Worker processes. One worker uses about one core."""
     threads: int = 0
     """Python threads per worker; 0: 128 (see server.threads: slow clients each hold one)."""
+    pin_workers: bool = True
+    """Keep each worker on a core of its own (while there are free ones). A worker's Python
+    threads handing the interpreter lock to each other across cores serve a third as many
+    requests as on one core (docs/performance.md)."""
     share_port: bool = False
     """Let a second server bind the same port (granian's SO_REUSEPORT); off: refuse a busy port."""
     model_dir: Path = Path("models")

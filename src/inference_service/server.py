@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
 import socket
 import tempfile
+import threading
+import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from inference_service.config import ENV_PREFIX, Settings
 
@@ -47,7 +53,7 @@ def serve(settings: Settings) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             raise
     server = Granian(
-        "inference_service.app:create_app",
+        "inference_service.server:worker_app",
         factory=True,
         interface=Interfaces.WSGI,
         address=settings.host,
@@ -67,6 +73,62 @@ def serve(settings: Settings) -> int:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def worker_app() -> Any:
+    """The app factory each granian worker calls: take a core, then build the app."""
+    from inference_service.app import create_app
+
+    settings = Settings.from_env()
+    if settings.pin_workers and (directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR")):
+        core = pin_worker(Path(directory))
+        if core is None and len(os.sched_getaffinity(0)) > 1:
+            # A worker replaced on SIGHUP starts while the old ones still hold their cores.
+            threading.Thread(target=_pin_later, args=(Path(directory),), daemon=True).start()
+        log.info("worker %d on %s", os.getpid(), f"core {core}" if core is not None else "any core")
+    return create_app(settings)
+
+
+def _pin_later(directory: Path, tries: int = 30) -> None:
+    for _ in range(tries):
+        time.sleep(1)
+        if (core := pin_worker(directory)) is not None:
+            log.info("worker %d on core %d", os.getpid(), core)
+            return
+
+
+_CLAIMS: list[int] = []
+"""Lock files a worker holds for its whole life; the kernel drops the lock when it dies."""
+
+
+def pin_worker(directory: Path) -> int | None:
+    """Move this process, every thread of it, onto one core no other worker of this server has.
+
+    Workers claim cores with a lock file each in the server's private directory, so a worker
+    respawned after a crash takes the core its predecessor left. The first core tried depends on
+    the directory's random name, so two servers on one host (a release and its canary) start on
+    different cores as often as chance allows. With more workers than cores, or one core, the
+    remaining workers are left where the kernel puts them (None).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    start = int(hashlib.sha256(str(directory).encode()).hexdigest(), 16) % len(cores)
+    for i in range(len(cores)):
+        core = cores[(start + i) % len(cores)]
+        fd = os.open(directory / f"core-{core}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _CLAIMS.append(fd)
+        # sched_setaffinity moves one thread; threads made later inherit it from their maker.
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(int(task), {core})
+        return core
+    return None
 
 
 # A WSGI request holds its thread while its body arrives, so the pool, not the CPU, decides how
