@@ -175,3 +175,15 @@ def test_smoke_key_falls_back_to_the_services_own_keys(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("\nfrom-file\n")
     assert default_key({"INFERENCE_API_KEYS": str(keys)}) == "from-file"
+
+
+@pytest.mark.parametrize("command", ["train", "import", "serve", "predict", "smoke"])
+def test_help_states_each_default_once(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A default is shown once, and never as a bare None, False or empty string."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: )" not in text
+    assert text.count("default") >= 1

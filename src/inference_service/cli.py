@@ -17,10 +17,20 @@ from inference_service.config import Settings
 MAX_REPORTED_ROWS = 20
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """A flag's default, unless it is empty or off or the help already says where it comes from."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, "", []) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inference-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    helpful = argparse.ArgumentDefaultsHelpFormatter
+    helpful = _Defaults
 
     train = commands.add_parser(
         "train",
