@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import logging
@@ -86,7 +87,39 @@ def worker_app() -> Any:
             # A worker replaced on SIGHUP starts while the old ones still hold their cores.
             threading.Thread(target=_pin_later, args=(Path(directory),), daemon=True).start()
         log.info("worker %d on %s", os.getpid(), f"core {core}" if core is not None else "any core")
+    threading.Thread(target=return_freed_memory, name="return-memory", daemon=True).start()
     return create_app(settings)
+
+
+def return_freed_memory(period: float = 5.0, slack: int = 4 << 20) -> None:
+    """Every `period` seconds, hand freed heap memory back to the system if RSS grew by `slack`.
+
+    glibc's malloc keeps what large requests freed (the space between live blocks in each
+    thread's arena) for later use: after each 15 s burst of 10,000-row requests a worker rested
+    a little higher than after the one before (bench/memory.py: 124, 126, 126 MB from 99 MB).
+    With this it rests lower and no higher after later bursts (124, 117, 115 MB from 101 MB),
+    with no loss of throughput. An idle worker never trims.
+    """
+    settled = resident_bytes()
+    while True:
+        time.sleep(period)
+        if resident_bytes() > settled + slack and not trim_heap():
+            return
+        settled = resident_bytes()
+
+
+def trim_heap() -> bool:
+    """malloc_trim(0): give the free pages of every malloc arena back; False without glibc."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _pin_later(directory: Path, tries: int = 30) -> None:
