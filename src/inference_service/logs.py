@@ -6,16 +6,13 @@ process, which only supervises workers, does not import what only workers need.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from inference_service.config import Settings
-
-_encode = msgspec.json.Encoder().encode
 
 
 def logging_dictconfig(settings: Settings) -> dict[str, Any]:
@@ -76,7 +73,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
-        return _encode(line).decode()
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 
 def iso(timestamp: float) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -110,6 +108,8 @@ def return_freed_memory(period: float = 5.0, slack: int = 4 << 20) -> None:
 
 def trim_heap() -> bool:
     """malloc_trim(0): give the free pages of every malloc arena back; False without glibc."""
+    import ctypes
+
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is None:
         return False
@@ -143,6 +143,8 @@ def pin_worker(directory: Path) -> int | None:
     different cores as often as chance allows. With more workers than cores, or one core, the
     remaining workers are left where the kernel puts them (None).
     """
+    import hashlib  # here, not at the top: the main process has no use for OpenSSL
+
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         return None

@@ -112,6 +112,21 @@ def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
     assert not modules & {"sklearn", "scipy", "pandas", "skl2onnx", "matplotlib"}
 
 
+def test_the_supervising_process_imports_only_what_it_runs() -> None:
+    """`serve`'s main process starts granian and logs; what workers need stays in the workers."""
+    code = (
+        "import sys, json\n"
+        "from inference_service import cli, logs, server\n"
+        "import granian\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    modules = {m.split(".")[0] for m in json.loads(out.stdout)} | set(json.loads(out.stdout))
+    heavy = {"numpy", "onnxruntime", "flask", "msgspec", "prometheus_client", "importlib.metadata"}
+    assert not modules & heavy
+
+
 def test_metrics_add_up_across_worker_processes(trained: Path, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
