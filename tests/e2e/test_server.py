@@ -92,6 +92,14 @@ def test_sigterm_lets_an_in_flight_request_finish(server: Server) -> None:
     assert proc.wait(timeout=25) == 0
 
 
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    listing = "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", code + listing], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
     code = (
         "import sys, json\n"
@@ -103,26 +111,16 @@ def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
         "assert c.post('/inference', json=[{'0':1,'1':2,'2':3,'3':4}]).status_code == 200\n"
         "assert c.post('/v2/models/iris/infer', json={'inputs': [{'name': 'input', "
         "'shape': [1, 4], 'datatype': 'FP32', 'data': [1, 2, 3, 4]}]}).status_code == 200\n"
-        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    modules = {m.split(".")[0] for m in modules_after(code)}
     assert "onnxruntime" in modules and "flask" in modules
     assert not modules & {"sklearn", "scipy", "pandas", "skl2onnx", "matplotlib"}
 
 
 def test_the_supervising_process_imports_only_what_it_runs() -> None:
     """`serve`'s main process starts granian and logs; what workers need stays in the workers."""
-    code = (
-        "import sys, json\n"
-        "from inference_service import cli, logs, server\n"
-        "import granian\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    modules = {m.split(".")[0] for m in json.loads(out.stdout)} | set(json.loads(out.stdout))
+    modules = modules_after("from inference_service import cli, logs, server\nimport granian\n")
+    modules |= {m.split(".")[0] for m in modules}
     heavy = {"numpy", "onnxruntime", "flask", "msgspec", "prometheus_client", "importlib.metadata"}
     assert not modules & heavy
 
