@@ -150,6 +150,15 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _to_stderr(data: bytes) -> None:
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a stream with no descriptor
+        sys.stderr.write(data.decode())
+        return
+    os.write(fd, data)
+
+
 class AccessLog:
     """JSON access lines, buffered and written by a background thread a few times a second.
 
@@ -158,7 +167,7 @@ class AccessLog:
     """
 
     def __init__(self, sink: Callable[[bytes], object] | None = None, interval: float = 0.2):
-        self._sink = sink or (lambda data: os.write(sys.stderr.fileno(), data))
+        self._sink = sink or _to_stderr
         self._lines: deque[bytes] = deque()  # append and popleft are atomic: no lock per request
         self._flushing = threading.Lock()
         threading.Thread(target=self._run, args=(interval,), name="access-log", daemon=True).start()
