@@ -79,7 +79,8 @@ def worker_app() -> Any:
     from inference_service.app import create_app
 
     settings = Settings.from_env()
-    if settings.pin_workers and (directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR")):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if settings.pin_workers and directory and hasattr(os, "sched_setaffinity"):
         core = pin_worker(Path(directory))
         if core is None and len(os.sched_getaffinity(0)) > 1:
             # A worker replaced on SIGHUP starts while the old ones still hold their cores.
@@ -96,14 +97,20 @@ def return_freed_memory(period: float = 5.0, slack: int = 4 << 20) -> None:
     thread's arena) for later use: after each 15 s burst of 10,000-row requests a worker rested
     a little higher than after the one before (bench/memory.py: 124, 126, 126 MB from 99 MB).
     With this it rests lower and no higher after later bursts (124, 117, 115 MB from 101 MB),
-    with no loss of throughput. An idle worker never trims.
+    with no loss of throughput. An idle worker never trims. Linux only (/proc, glibc).
     """
+    if not os.path.exists("/proc/self/statm"):
+        return
     settled = resident_bytes()
     while True:
         time.sleep(period)
-        if resident_bytes() > settled + slack and not trim_heap():
-            return
-        settled = resident_bytes()
+        now = resident_bytes()
+        if now > settled + slack:
+            if not trim_heap():
+                return
+            settled = resident_bytes()
+        elif now < settled:
+            settled = now
 
 
 def trim_heap() -> bool:
