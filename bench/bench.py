@@ -24,9 +24,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference_service.model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -168,6 +171,14 @@ class Extra:
 
 def make_rows(n: int, rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.round(rng.uniform(lo, hi, size=(n, 4)), 1)
+
+
+def rows_for(model: Model, n: int, seed: int = SEED) -> np.ndarray[Any, Any]:
+    """n rows drawn uniformly over the training range of each of the model's features."""
+    rng = np.random.default_rng(seed)
+    low = [f.min for f in model.signature.features]
+    high = [f.max for f in model.signature.features]
+    return rng.uniform(low, high, size=(n, model.signature.width)).astype(np.float32)
 
 
 def records_body(rows: np.ndarray) -> bytes:

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -44,35 +43,39 @@ def main() -> int:
     log = Path(tempfile.mkdtemp(prefix="bench-inprocess-")) / "access.log"
     sys.stderr = open(log, "w")  # noqa: SIM115 - where the logs go, for the whole run
 
+    from bench import rows_for
     from inference_service import protocol
     from inference_service.app import create_app
     from inference_service.config import Settings
 
     app = create_app(Settings.from_env())
     state = app.extensions["inference"]
-    rng = np.random.default_rng(1)
-    rows = np.round(rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], (1000, 4)), 1)
-    records = [{str(j): float(v) for j, v in enumerate(r)} for r in rows.tolist()]
+    # Everything from the default model's signature: its features, their training ranges, its
+    # V2 input and first output.
+    model = state.repository.default_model()
+    rows = np.round(rows_for(model, 1000), 1)
+    names = model.signature.feature_names
+    records = [dict(zip(names, r, strict=True)) for r in rows.tolist()]
     bodies: dict[str, tuple[str, bytes, dict[str, str]]] = {
-        "records, 2 rows (the original body)": ("/inference", json.dumps(records[:2]).encode(), {}),
+        "records, 2 rows": ("/inference", json.dumps(records[:2]).encode(), {}),
         "records, 1,000 rows": ("/inference", json.dumps(records).encode(), {}),
     }
-    tensor = {"name": "input", "shape": [1000, 4], "datatype": "FP32"}
+    metadata = protocol.v2_metadata(model)
+    infer = f"/v2/models/{model.name}/infer"
+    tensor = {"name": metadata["inputs"][0]["name"], "shape": list(rows.shape), "datatype": "FP32"}
     v2_json = {"inputs": [{**tensor, "data": rows.ravel().tolist()}]}
-    bodies["V2 JSON tensors, 1,000 rows"] = (
-        "/v2/models/iris/infer",
-        json.dumps(v2_json).encode(),
-        {},
-    )
+    bodies["V2 JSON tensors, 1,000 rows"] = (infer, json.dumps(v2_json).encode(), {})
+    binary = rows.astype("<f4").tobytes()
+    output = metadata["outputs"][0]["name"]
     header = json.dumps(
         {
-            "inputs": [{**tensor, "parameters": {"binary_data_size": 16000}}],
-            "outputs": [{"name": "label", "parameters": {"binary_data": True}}],
+            "inputs": [{**tensor, "parameters": {"binary_data_size": len(binary)}}],
+            "outputs": [{"name": output, "parameters": {"binary_data": True}}],
         }
     ).encode()
     bodies["V2 binary tensors, 1,000 rows"] = (
-        "/v2/models/iris/infer",
-        header + struct.pack(f"<{rows.size}f", *rows.ravel()),
+        infer,
+        header + binary,
         {"HTTP_INFERENCE_HEADER_CONTENT_LENGTH": str(len(header))},
     )
 
@@ -110,13 +113,12 @@ def main() -> int:
     while not isinstance(layer, Dispatch):
         outer, layer = layer, layer.app
     outer.app = layer.app
-    for name in ("records, 2 rows (the original body)", "records, 1,000 rows"):
+    for name in ("records, 2 rows", "records, 1,000 rows"):
         path, body, extra = bodies[name]
         repeat = args.repeat if len(body) < 1000 else args.repeat // 10
         lines.append((f"{name}, through Flask", per_call_us(call(path, body, extra), repeat)))
     outer.app = layer
 
-    model = state.repository.default_model()
     body = bodies["records, 1,000 rows"][1]
     x = protocol.parse_records(body, model.signature, 100_000)
     prediction = model.predict(x)

@@ -2,15 +2,17 @@
 
     .venv/bin/python bench/memory.py [--bursts 3] [--seconds 15] [--rest 35] [--rows 10000]
 
-Starts `inference-service serve --workers 1` on core 0, then per burst: wrk -c16 on core 1 posting
-ROWS iris records for SECONDS, the worker's RSS at the end of the burst, and again after REST
-seconds idle (granian stops idle threads after 30 s). A worker that keeps what it freed rests
-higher after every burst; a bounded one comes back to the same level.
+Starts `inference-service serve --workers 1` on core 0, then per burst: wrk -c16 on core 1
+posting ROWS records of the default model (drawn over its training ranges) for SECONDS, the
+worker's RSS at the end of the burst, and again after REST seconds idle (granian stops idle
+threads after 30 s). A worker that keeps what it freed rests higher after every burst; a bounded
+one comes back to the same level.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,13 +28,13 @@ from bench import (  # noqa: E402
     BENCH,
     HOST,
     ROOT,
-    SEED,
-    make_rows,
     pinned,
     post,
-    records_body,
+    rows_for,
     stop,
 )
+from inference_service.config import Settings  # noqa: E402
+from inference_service.model import Model  # noqa: E402
 
 PORT = 18490
 
@@ -54,9 +56,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(SEED)
-    lo, hi = np.array([4.3, 2.0, 1.0, 0.1]), np.array([7.9, 4.4, 6.9, 2.5])
-    body = records_body(make_rows(args.rows, rng, lo, hi))
+    settings = Settings.from_env()
+    model = Model.load(settings.model_dir / settings.default_model)
+    rows = np.round(rows_for(model, args.rows), 1).tolist()
+    names = model.signature.feature_names
+    body = json.dumps([dict(zip(names, r, strict=True)) for r in rows]).encode()
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     (work / "body.json").write_bytes(body)
     (work / "expect.txt").write_text('{"predictions":')

@@ -22,8 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bench as b  # bench/bench.py: this script's directory is first on sys.path
 from inference_service import spec
 from inference_service.model import Model
@@ -33,20 +31,12 @@ SEED = 7
 ERRORS = ("status", "read", "write", "timeout", "mismatches")
 
 
-def rows_for(model: Model, n: int) -> np.ndarray[Any, Any]:
-    """n rows drawn uniformly over the training range of each feature."""
-    rng = np.random.default_rng(SEED)
-    low = [f.min for f in model.signature.features]
-    high = [f.max for f in model.signature.features]
-    return rng.uniform(low, high, size=(n, model.signature.width)).astype(np.float32)
-
-
 def cases(root: Path) -> list[dict[str, Any]]:
     """name, path, body, the bytes every correct answer contains, and the binary header length."""
     iris, wine = Model.load(root / "iris"), Model.load(root / "wine")
     found = []
     for model, n in ((iris, 2), (wine, 1000)):
-        rows = rows_for(model, n)
+        rows = b.rows_for(model, n, SEED)
         labels = model.predict(rows).labels
         records = [{str(i): float(v) for i, v in enumerate(r)} for r in rows.tolist()]
         found.append(
@@ -58,7 +48,7 @@ def cases(root: Path) -> list[dict[str, Any]]:
             }
         )
     for n in (1000, 10_000):
-        rows = rows_for(iris, n)
+        rows = b.rows_for(iris, n, SEED)
         labels = iris.predict(rows).labels or []
         tensor = {"name": "input", "shape": [n, iris.signature.width], "datatype": "FP32"}
         plain = {"inputs": [{**tensor, "data": rows.ravel().tolist()}]}
