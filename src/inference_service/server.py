@@ -94,10 +94,10 @@ def return_freed_memory(period: float = 5.0, slack: int = 4 << 20) -> None:
     """Every `period` seconds, hand freed heap memory back to the system if RSS grew by `slack`.
 
     glibc's malloc keeps what large requests freed (the space between live blocks in each
-    thread's arena) for later use: after each 15 s burst of 10,000-row requests a worker rested
-    a little higher than after the one before (bench/memory.py: 124, 126, 126 MB from 99 MB).
-    With this it rests lower and no higher after later bursts (124, 117, 115 MB from 101 MB),
-    with no loss of throughput. An idle worker never trims. Linux only (/proc, glibc).
+    thread's arena) for later use, so after each burst of 10,000-row requests a worker rested a
+    little higher than after the one before; with this it comes back to the same level, at no
+    cost in throughput (bench/memory.py, figures in docs/performance.md). An idle worker never
+    trims. Linux only (/proc, glibc).
     """
     if not os.path.exists("/proc/self/statm"):
         return

@@ -102,7 +102,6 @@ def modules_after(code: str) -> set[str]:
 
 def test_serving_path_never_imports_training_libraries(trained: Path) -> None:
     code = (
-        "import sys, json\n"
         "from inference_service.app import create_app\n"
         "from inference_service.config import Settings\n"
         "from pathlib import Path\n"
